@@ -1,0 +1,3 @@
+"""llmgen: generate text with open causal language models on your own machine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,251 @@
+"""The `llmgen` command: parse, resolve, call the engine, print.
+
+torch and transformers are imported only inside commands that load a model, so `llmgen --help` and
+`llmgen presets list` answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from llmgen import console
+from llmgen.config import DType, Quant
+from llmgen.errors import LlmgenError, UsageError
+from llmgen.options import Options, Session, shared_options
+
+app = typer.Typer(
+    name="llmgen",
+    help="Generate text with open language models on your own machine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+presets_app = typer.Typer(help="List and inspect decoding presets.", no_args_is_help=True)
+app.add_typer(presets_app, name="presets")
+
+
+def read_prompt(prompt: str | None) -> str:
+    """The prompt argument, or stdin when it is omitted or '-'."""
+    if prompt is not None and prompt != "-":
+        return prompt
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no prompt given", hint="pass it as an argument or pipe it on stdin")
+    try:
+        return sys.stdin.buffer.read().decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"stdin is not valid UTF-8 (byte {exc.start})") from None
+
+
+@app.command()
+@shared_options
+def run(
+    prompt: Annotated[Optional[str], typer.Argument(help="The prompt; omitted or '-' reads stdin.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of text.")] = False,
+    opts: Options = None,  # type: ignore[assignment]
+) -> None:
+    """Generate one answer, streamed to stdout."""
+    from llmgen.engine import Request
+
+    text = read_prompt(prompt)
+    if not text.strip():
+        raise UsageError("the prompt is empty")
+    session = Session.open(opts, lambda d: d.preset)
+    plan = session.plan(seed=opts.seed)
+    _report_plan(session, plan, opts)
+    request = Request(prompt=text, system=session.system, raw=opts.raw)
+
+    stream = plan.streams and not json_output
+    result = session.engine.generate(request, plan, on_text=console.out if stream else None)
+    if json_output:
+        console.out(json.dumps(run_json(session, plan, result), ensure_ascii=False) + "\n")
+    elif not stream:
+        console.out(_beams_text(result))
+    if not json_output and console.stdout_is_terminal():
+        console.out("\n")
+    if opts.stats or opts.verbose:
+        console.note(console.stats_line(result, plan.config.max_new_tokens))
+    if result.finish_reason == "interrupted":
+        raise typer.Exit(130)
+
+
+def _beams_text(result: Any) -> str:
+    if not result.texts:
+        return result.text
+    blocks = []
+    for i, text in enumerate(result.texts):
+        score = f" score {result.scores[i]:.3f}" if result.scores else ""
+        blocks.append(f"[{i + 1}]{score}\n{text}\n")
+    return "\n".join(blocks)
+
+
+def run_json(session: Session, plan: Any, result: Any) -> dict[str, Any]:
+    """The `run --json` object SPEC.md defines."""
+    from llmgen.settings import effective
+
+    info = session.engine.info
+    obj: dict[str, Any] = {"text": result.text, "token_ids": result.token_ids}
+    if result.texts:
+        obj.update(texts=result.texts, token_ids=result.all_token_ids)
+    if result.scores:
+        obj["scores"] = result.scores
+    obj.update(
+        finish_reason=result.finish_reason,
+        preset=plan.preset,
+        strategy=plan.strategy,
+        model=info.model,
+        load={"device": info.device, "dtype": info.dtype, "quant": info.quant, "quant_reason": info.quant_reason},
+        generation=effective(plan.config),
+        usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
+        timings={
+            "load_s": round(info.load_s, 4),
+            "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
+            "total_s": round(result.total_s, 4),
+            "tokens_per_s": round(result.tokens_per_s, 2),
+        },
+    )
+    return obj
+
+
+def _report_plan(session: Session, plan: Any, opts: Options) -> None:
+    if opts.verbose:
+        info = session.engine.info
+        console.note(
+            f"model {info.model} · {info.device} · {info.dtype} · quant {info.quant} ({info.quant_reason}) "
+            f"· loaded in {info.load_s:.2f}s"
+        )
+        console.note(f"preset {plan.preset} · strategy {plan.strategy}")
+    if not opts.quiet:
+        for warning in plan.warnings:
+            console.warning(warning)
+
+
+@app.command()
+def info(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model spec (default: builtin).")] = None,
+    quant: Annotated[Optional[Quant], typer.Option()] = None,
+    device: Annotated[Optional[str], typer.Option()] = None,
+    dtype: Annotated[Optional[DType], typer.Option()] = None,
+    trust_remote_code: Annotated[bool, typer.Option()] = False,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show the resolved model: source, size, dtype, quantization, device, memory, context."""
+    from llmgen.config import load_defaults
+    from llmgen.engine import Engine
+
+    defaults = load_defaults()
+    engine = Engine.load(
+        model or defaults.model,
+        quant=quant or defaults.quant,
+        device=device or defaults.device,
+        dtype=dtype or defaults.dtype,
+        trust_remote_code=trust_remote_code,
+    )
+    data = engine.info.as_dict()
+    if json_output:
+        console.out(json.dumps(data) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    rows = {
+        "model": data["model"],
+        "source": f"{data['source']}: {data['path']}",
+        "architecture": data["architecture"],
+        "parameters": f"{data['parameters'] / 1e6:.1f}M",
+        "dtype": data["dtype"],
+        "quantization": f"{data['quant']} ({data['quant_reason']})",
+        "device": data["device"],
+        "memory": f"{data['memory_bytes'] / (1 << 20):.0f} MiB",
+        "context length": str(data["context_length"]),
+        "chat template": "yes" if data["chat_template"] else "no",
+        "load time": f"{data['load_s']:.2f}s",
+    }
+    for key, value in rows.items():
+        table.add_row(f"[bold]{key}[/]", value)
+    Console().print(table)
+
+
+@presets_app.command("list")
+def presets_list() -> None:
+    """Every preset: built-in and yours (~/.config/llmgen/presets), with the strategy it selects."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from llmgen import presets
+
+    table = Table("name", "strategy", "source", "description")
+    for name, found in sorted(presets.discover().items()):
+        try:
+            strategy, description = presets.resolve(name).strategy, presets.read(found.path).description
+        except UsageError as exc:
+            strategy, description = "[red]invalid[/]", str(exc)
+        source = "built-in" if found.builtin else ("user, shadows built-in" if found.shadows_builtin else "user")
+        table.add_row(name, strategy, source, description)
+    Console().print(table)
+
+
+@presets_app.command("show")
+def presets_show(name: Annotated[str, typer.Argument(help="Preset name or YAML path.")]) -> None:
+    """One preset resolved: its YAML, its extends chain, the settings it amounts to and its strategy."""
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    from llmgen import presets, settings
+
+    preset = presets.resolve(name)
+    for found in preset.chain:
+        settings.check(presets.read(found.path).generation, str(found.path))
+    config, warnings = settings.build_config({}, preset.generation)
+    show = Console()
+    show.print(f"[bold]{preset.name}[/] — {preset.description}")
+    show.print(f"strategy: [bold]{preset.strategy}[/]")
+    show.print("extends: " + " -> ".join(f.name for f in preset.chain))
+    for found in preset.chain:
+        show.print(f"\n[dim]# {found.path}[/]")
+        show.print(Syntax(found.path.read_text(encoding="utf-8"), "yaml", theme="ansi_dark", background_color="default"))
+    show.print("\n[bold]effective generation settings[/] (over the model's own generation_config):")
+    for key, value in settings.effective(config).items():
+        show.print(f"  {key}: {value!r}")
+    for extra in ("quant", "system", "assistant_model"):
+        if getattr(preset, extra):
+            show.print(f"  ({extra}: {getattr(preset, extra)!r})")
+    for warning in warnings:
+        console.warning(warning)
+
+
+def main() -> None:
+    """The one error boundary: bad input is one line and exit 2, failures exit 1, Ctrl-C exits 130."""
+    verbose = any(arg in ("-v", "--verbose") for arg in sys.argv[1:])
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+        console.error(exc.format_message(), hint=_usage_hint(exc))
+        code = getattr(exc, "exit_code", 2)
+    except (KeyboardInterrupt, typer.Abort):
+        console.err.print()
+        code = 130
+    except LlmgenError as exc:
+        if verbose:
+            console.err.print_exception()
+        console.error(str(exc), hint=exc.hint)
+        code = exc.exit_code
+    except Exception as exc:  # the boundary: anything unexpected is still one line unless -v
+        if verbose:
+            console.err.print_exception()
+        console.error(f"{type(exc).__name__}: {exc}", hint=None if verbose else "run with -v for the traceback")
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_hint(exc: typer.TyperException) -> str | None:
+    if getattr(exc, "ctx", None) is None:
+        return None
+    return f"try '{exc.ctx.command_path} --help'"

@@ -1,0 +1,60 @@
+"""Terminal output: the product to stdout byte for byte, everything else to stderr through rich.
+
+rich decides colour from the stream (a terminal or not) and honours NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from llmgen.engine import Result
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def out(text: str) -> None:
+    """Write generated text to stdout as it is, and show it now."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def error(message: str, hint: str | None = None) -> None:
+    err.print(f"[bold red]error:[/] {_escape(message)}")
+    if hint:
+        err.print(f"[dim]hint: {_escape(hint)}[/]")
+
+
+def warning(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {_escape(message)}")
+
+
+def note(message: str) -> None:
+    err.print(f"[dim]{_escape(message)}[/]")
+
+
+def stats_line(result: Result, max_new_tokens: int | None = None) -> str:
+    """Tokens, time to first token and speed, plus why the answer ended where it did."""
+    parts = [f"{result.prompt_tokens} prompt tokens", f"{result.completion_tokens} new tokens"]
+    if result.ttft_s is not None:
+        parts.append(f"first token {result.ttft_s:.2f}s")
+    parts.append(f"{result.tokens_per_s:.1f} tokens/s")
+    parts.append(f"{result.total_s:.2f}s")
+    reason = result.finish_reason
+    if reason == "length" and max_new_tokens:
+        reason = f"length: stopped at max_new_tokens={max_new_tokens}, raise it with -n"
+    parts.append(f"finish: {reason}")
+    return " · ".join(parts)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,277 @@
+"""The generation engine: one loaded model, prompts in, results out. run, chat, batch and compare share it.
+
+The engine turns requests (a prompt or chat messages) into token ids with the model's chat template,
+merges settings into a validated `GenerationConfig`, and calls `model.generate` with transformers'
+own logits processors, stopping criteria (stop strings included) and a streamer. Strategies that
+transformers 5 no longer carries (contrastive, DoLa, diverse beam) come from `llmgen.decoding` as
+`custom_generate` loops. Nothing here prints: text reaches the caller through `on_text`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llmgen import models, settings
+from llmgen.errors import UsageError
+from llmgen.presets import ResolvedPreset
+from llmgen.streaming import TextCallbackStreamer, find_stop
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig
+
+DEFAULT_MAX_NEW_TOKENS = 512
+_OWN_KEYS = {"transformers_version", "_from_model_config"}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation input: a prompt or a list of chat messages, optionally a system prompt."""
+
+    prompt: str | None = None
+    messages: Sequence[dict[str, str]] | None = None
+    system: str | None = None
+    raw: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before generating: the validated config and how it came about."""
+
+    config: GenerationConfig
+    preset: str
+    strategy: str
+    warnings: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @property
+    def streams(self) -> bool:
+        """transformers cannot stream beams: those print when done."""
+        return (self.config.num_beams or 1) == 1 and (self.config.num_return_sequences or 1) == 1
+
+    @property
+    def stops(self) -> list[str]:
+        stops = self.config.stop_strings or []
+        return [stops] if isinstance(stops, str) else list(stops)
+
+
+@dataclass
+class Result:
+    """One generated answer (or several, with num_return_sequences > 1)."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    prompt_tokens: int
+    total_s: float
+    ttft_s: float | None = None
+    texts: list[str] | None = None
+    all_token_ids: list[list[int]] | None = None
+    finish_reasons: list[str] | None = None
+    scores: list[float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(map(len, self.all_token_ids)) if self.all_token_ids else len(self.token_ids)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.total_s if self.total_s > 0 else 0.0
+
+
+class Engine:
+    """A loaded model and tokenizer with the operations every command needs."""
+
+    def __init__(self, loaded: models.LoadedModel) -> None:
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.info = loaded.info
+
+    @classmethod
+    def load(cls, spec: str, **kwargs: Any) -> Engine:
+        """Load a model spec (see `llmgen.models.load` for the keyword arguments)."""
+        _quiet_libraries()
+        return cls(models.load(spec, **kwargs))
+
+    @property
+    def context_length(self) -> int | None:
+        return self.info.context_length
+
+    def model_defaults(self) -> dict[str, Any]:
+        """The model's own generation_config: the lowest layer of settings."""
+        own = self.model.generation_config.to_diff_dict()
+        return {k: v for k, v in own.items() if k not in _OWN_KEYS}
+
+    def plan(self, preset: ResolvedPreset, *overrides: dict[str, Any], seed: int | None = None) -> Plan:
+        """Layer the model's defaults, the preset and overrides (lowest first) into a validated Plan."""
+        for layer in overrides:
+            settings.check(layer, "settings")
+        base = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, **self.model_defaults()}
+        config, warnings = settings.build_config(base, preset.generation, *overrides)
+        strategy = settings.strategy_of(config.to_dict(), preset.assistant_model)
+        return Plan(config, preset.name, strategy, tuple(warnings), seed)
+
+    def encode(self, request: Request) -> list[int]:
+        """Prompt token ids: through the chat template, or the plain text with `raw` (or no template)."""
+        if request.raw or self.tokenizer.chat_template is None:
+            text = request.prompt if request.prompt is not None else _join(request.messages or [])
+            if not text.strip():
+                raise UsageError("the prompt is empty")
+            return self.tokenizer(text).input_ids
+        messages = list(request.messages or [{"role": "user", "content": request.prompt or ""}])
+        if not any((m.get("content") or "").strip() for m in messages):
+            raise UsageError("the prompt is empty")
+        if request.system is not None:
+            messages = [{"role": "system", "content": request.system}, *messages]
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def generate(
+        self,
+        request: Request | list[int],
+        plan: Plan,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Result:
+        """Generate for one request, streaming visible text to `on_text` when the strategy can.
+
+        Ctrl-C stops generation and returns what was produced, with finish_reason "interrupted".
+        """
+        prompt = request if isinstance(request, list) else self.encode(request)
+        config = self._fit_context(plan.config, len(prompt))
+        streamer = TextCallbackStreamer(self.tokenizer, on_text, plan.stops) if plan.streams else None
+        import torch
+
+        input_ids = torch.tensor([prompt], device=self.model.device)
+        start = time.perf_counter()
+        try:
+            output = self._generate(input_ids, torch.ones_like(input_ids), config, plan, streamer)
+        except KeyboardInterrupt:
+            if streamer is None:
+                raise
+            text = self.tokenizer.decode(streamer.token_ids, skip_special_tokens=True)
+            cut = find_stop(text, plan.stops)
+            return Result(
+                text=text[:cut] if cut >= 0 else text,
+                token_ids=streamer.token_ids,
+                finish_reason="interrupted",
+                prompt_tokens=len(prompt),
+                total_s=time.perf_counter() - start,
+            )
+        total = time.perf_counter() - start
+        ttft = streamer.first_token_at - start if streamer and streamer.first_token_at else None
+        return self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft)[0]
+
+    def generate_batch(self, requests: Sequence[Request | list[int]], plan: Plan) -> list[Result]:
+        """Generate for several requests at once, left-padded; each row matches its own run."""
+        prompts = [r if isinstance(r, list) else self.encode(r) for r in requests]
+        config = self._fit_context(plan.config, max(map(len, prompts)))
+        batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
+        input_ids = batch["input_ids"].to(self.model.device)
+        start = time.perf_counter()
+        output = self._generate(input_ids, batch["attention_mask"].to(self.model.device), config, plan, None)
+        total = time.perf_counter() - start
+        return self._results(output, list(map(len, prompts)), input_ids.shape[1], config, plan, total, None)
+
+    def _fit_context(self, config: GenerationConfig, prompt_tokens: int) -> GenerationConfig:
+        """Refuse prompts that fill the context; shorten max_new_tokens so the answer fits."""
+        limit = self.context_length
+        if limit is None:
+            return config
+        if prompt_tokens >= limit:
+            raise UsageError(f"the prompt is {prompt_tokens} tokens, longer than the model's context ({limit})")
+        room = limit - prompt_tokens
+        if (config.max_new_tokens or 0) <= room:
+            return config
+        import copy
+
+        config = copy.deepcopy(config)
+        config.max_new_tokens = room
+        return config
+
+    def _generate(self, input_ids, attention_mask, config, plan: Plan, streamer):  # noqa: ANN001, ANN202
+        from llmgen.decoding import decoding_loop
+        from transformers import set_seed
+
+        if plan.seed is not None:
+            set_seed(plan.seed)
+        loop = decoding_loop(config, streamer)
+        return self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=config,
+            streamer=streamer,
+            tokenizer=self.tokenizer,
+            return_dict_in_generate=True,
+            output_scores=(config.num_beams or 1) > 1 or bool(config.output_scores),
+            **({"custom_generate": loop} if loop is not None else {}),
+        )
+
+    def _results(self, output, prompt_lens, width, config, plan, total, ttft) -> list[Result]:  # noqa: ANN001
+        """Split generate's output into one Result per request, trimmed at eos and stop strings."""
+        per_request = config.num_return_sequences or 1
+        sequences = output.sequences[:, width:].tolist()
+        scores = getattr(output, "sequences_scores", None)
+        scores = scores.tolist() if scores is not None else None
+        eos = set(_as_list(config.eos_token_id))
+        results = []
+        for i, prompt_len in enumerate(prompt_lens):
+            rows = range(i * per_request, (i + 1) * per_request)
+            ids = [_trim(sequences[r], eos, config.pad_token_id) for r in rows]
+            texts, reasons = zip(*(self._finish(row, eos, config.max_new_tokens, plan.stops) for row in ids))
+            result = Result(
+                text=texts[0],
+                token_ids=ids[0],
+                finish_reason=reasons[0],
+                prompt_tokens=prompt_len,
+                total_s=total,
+                ttft_s=ttft,
+            )
+            if per_request > 1:
+                result.texts, result.all_token_ids, result.finish_reasons = list(texts), ids, list(reasons)
+            if scores is not None:
+                result.scores = [scores[r] for r in rows]
+            results.append(result)
+        return results
+
+    def _finish(self, ids: list[int], eos: set[int], max_new: int, stops: list[str]) -> tuple[str, str]:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        cut = find_stop(text, stops)
+        if cut >= 0:
+            return text[:cut], "stop"
+        if ids and ids[-1] in eos:
+            return text, "eos"
+        return text, "length" if len(ids) >= max_new else "stop"
+
+
+def _trim(ids: list[int], eos: set[int], pad: int | None) -> list[int]:
+    """New tokens up to and including the first eos; the padding of finished rows dropped."""
+    for i, token in enumerate(ids):
+        if token in eos:
+            return ids[: i + 1]
+    while ids and ids[-1] == pad:
+        ids = ids[:-1]
+    return ids
+
+
+def _as_list(value: int | list[int] | None) -> list[int]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, int) else list(value)
+
+
+def _join(messages: Sequence[dict[str, str]]) -> str:
+    return "\n\n".join(m.get("content") or "" for m in messages)
+
+
+def _quiet_libraries() -> None:
+    """transformers and bitsandbytes log advice meant for developers; llmgen reports what matters."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

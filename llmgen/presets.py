@@ -1,0 +1,149 @@
+"""Preset files: where they live, their schema, and `extends` chains.
+
+Reading presets needs only PyYAML and pydantic, so `llmgen presets list` starts fast. Checking the
+generation values against transformers happens in `llmgen.settings`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmgen.config import Quant, _yaml_problem, config_dir, format_validation_error
+from llmgen.errors import UsageError
+from llmgen.settings import strategy_of
+
+
+class Preset(BaseModel):
+    """One preset file as written: generation fields plus a few llmgen-level defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    description: str = ""
+    extends: str | None = None
+    generation: dict[str, Any] = Field(default_factory=dict)
+    quant: Quant | None = None
+    system: str | None = None
+    assistant_model: str | None = None
+
+
+@dataclass(frozen=True)
+class PresetFile:
+    name: str
+    path: Path
+    builtin: bool
+    shadows_builtin: bool = False
+
+
+@dataclass(frozen=True)
+class ResolvedPreset:
+    """A preset with its `extends` chain applied, parents first."""
+
+    name: str
+    chain: tuple[PresetFile, ...]
+    description: str
+    generation: dict[str, Any]
+    quant: Quant | None = None
+    system: str | None = None
+    assistant_model: str | None = None
+
+    @property
+    def strategy(self) -> str:
+        return strategy_of(self.generation, self.assistant_model)
+
+
+def builtin_dir() -> Path:
+    return Path(__file__).parent / "presets"
+
+
+def user_dir() -> Path:
+    return config_dir() / "presets"
+
+
+def discover() -> dict[str, PresetFile]:
+    """Every preset by name: the built-in ones, then the user's, which shadow built-ins of the same name."""
+    found = {p.stem: PresetFile(p.stem, p, builtin=True) for p in sorted(builtin_dir().glob("*.yaml"))}
+    if user_dir().is_dir():
+        for path in sorted(user_dir().glob("*.yaml")):
+            found[path.stem] = PresetFile(path.stem, path, builtin=False, shadows_builtin=path.stem in found)
+    return found
+
+
+def read(path: Path) -> Preset:
+    """Parse and schema-check one preset file; every error names the file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read preset {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: {_yaml_problem(exc)}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a preset is a YAML mapping with a 'generation:' section")
+    try:
+        return Preset(**data)
+    except ValidationError as exc:
+        raise UsageError(f"{path}: {format_validation_error(exc, list(Preset.model_fields))}") from None
+
+
+def find(name_or_path: str) -> PresetFile:
+    """A preset by name, or a path to a YAML file."""
+    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"preset file not found: {name_or_path}")
+        return PresetFile(path.stem, path, builtin=False)
+    presets = discover()
+    if name_or_path not in presets:
+        close = difflib.get_close_matches(name_or_path, presets, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "see 'llmgen presets list'"
+        raise UsageError(f"unknown preset '{name_or_path}'", hint=hint)
+    return presets[name_or_path]
+
+
+def resolve(name_or_path: str) -> ResolvedPreset:
+    """Follow `extends` from a preset to its root and merge, children overriding parents."""
+    chain: list[tuple[PresetFile, Preset]] = []
+    current: PresetFile | None = find(name_or_path)
+    while current is not None:
+        if any(f.path == current.path for f, _ in chain):
+            names = " -> ".join([f.name for f, _ in chain] + [current.name])
+            raise UsageError(f"{chain[0][0].path}: 'extends' cycle: {names}")
+        preset = read(current.path)
+        chain.append((current, preset))
+        current = _parent(current, preset.extends) if preset.extends else None
+
+    merged: dict[str, Any] = {"generation": {}}
+    for _, preset in reversed(chain):
+        merged["generation"].update(preset.generation)
+        for key in ("description", "quant", "system", "assistant_model"):
+            value = getattr(preset, key)
+            if value:
+                merged[key] = value
+    first_file, first = chain[0]
+    return ResolvedPreset(
+        name=first.name or first_file.name,
+        chain=tuple(f for f, _ in chain),
+        description=first.description or merged.get("description", ""),
+        generation=merged["generation"],
+        quant=merged.get("quant"),
+        system=merged.get("system"),
+        assistant_model=merged.get("assistant_model"),
+    )
+
+
+def _parent(child: PresetFile, name: str) -> PresetFile:
+    """The preset named by `extends`; a user preset that extends its own name means the built-in one."""
+    if name == child.name and not child.builtin:
+        builtin = builtin_dir() / f"{name}.yaml"
+        if builtin.is_file():
+            return PresetFile(name, builtin, builtin=True)
+    try:
+        return find(name)
+    except UsageError as exc:
+        raise UsageError(f"{child.path}: extends {exc}", hint=exc.hint) from None
