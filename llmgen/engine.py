@@ -96,6 +96,12 @@ class Engine:
         _quiet_libraries()
         return cls(models.load(spec, **kwargs))
 
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, name: str = "model") -> Engine:
+        """Wrap a model and tokenizer already in memory (a library user's, or a test's)."""
+        models.prepare_tokenizer(tokenizer, model)
+        return cls(models.LoadedModel(model, tokenizer, models.describe(model, tokenizer, name=name)))
+
     @property
     def context_length(self) -> int | None:
         return self.info.context_length

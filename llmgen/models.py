@@ -296,22 +296,46 @@ def load(
         raise LlmgenError(f"could not load {source.spec}: {str(exc).splitlines()[0]}") from exc
     model.eval()
     prepare_tokenizer(tokenizer, model)
-    info = LoadInfo(
-        model=source.name,
+    info = describe(
+        model,
+        tokenizer,
+        name=source.name,
         source=source.kind,
         path=str(source.path),
-        architecture=(model.config.architectures or [type(model).__name__])[0],
         parameters=parameters,
-        device=str(model.device),
-        dtype=dtype,
-        quant=quant,
-        quant_reason=quant_reason,
-        memory_bytes=model.get_memory_footprint(),
-        context_length=getattr(model.config, "max_position_embeddings", None),
-        chat_template=tokenizer.chat_template is not None,
+        quant=(quant, quant_reason),
         load_s=time.perf_counter() - start,
     )
     return LoadedModel(model, tokenizer, info)
+
+
+def describe(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    name: str,
+    source: str = "object",
+    path: str = "",
+    parameters: int | None = None,
+    quant: tuple[str, str] = ("none", "given"),
+    load_s: float = 0.0,
+) -> LoadInfo:
+    """The LoadInfo of a model in memory (what `info` shows)."""
+    return LoadInfo(
+        model=name,
+        source=source,
+        path=path,
+        architecture=(model.config.architectures or [type(model).__name__])[0],
+        parameters=parameters if parameters is not None else model.num_parameters(),
+        device=str(model.device),
+        dtype=str(model.dtype).removeprefix("torch."),
+        quant=quant[0],
+        quant_reason=quant[1],
+        memory_bytes=model.get_memory_footprint(),
+        context_length=getattr(model.config, "max_position_embeddings", None),
+        chat_template=tokenizer.chat_template is not None,
+        load_s=load_s,
+    )
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
