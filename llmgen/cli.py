@@ -172,19 +172,25 @@ def info(
 @presets_app.command("list")
 def presets_list() -> None:
     """Every preset: built-in and yours (~/.config/llmgen/presets), with the strategy it selects."""
-    from rich.console import Console
-    from rich.table import Table
-
     from llmgen import presets
 
-    table = Table("name", "strategy", "source", "description")
+    rows = []
     for name, found in sorted(presets.discover().items()):
         try:
             strategy, description = presets.resolve(name).strategy, presets.read(found.path).description
         except UsageError as exc:
-            strategy, description = "[red]invalid[/]", str(exc)
+            strategy, description = "invalid", str(exc)
         source = "built-in" if found.builtin else ("user, shadows built-in" if found.shadows_builtin else "user")
-        table.add_row(name, strategy, source, description)
+        rows.append((name, strategy, source, " ".join(description.split())))
+    if not console.stdout_is_terminal():
+        console.out("".join("\t".join(row) + "\n" for row in rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "strategy", "source", "description")
+    for row in rows:
+        table.add_row(*row, style="red" if row[1] == "invalid" else None)
     Console().print(table)
 
 
@@ -199,7 +205,7 @@ def presets_show(name: Annotated[str, typer.Argument(help="Preset name or YAML p
     preset = presets.resolve(name)
     for found in preset.chain:
         settings.check(presets.read(found.path).generation, str(found.path))
-    config, warnings = settings.build_config({}, preset.generation)
+    config, warnings = settings.build_config({}, preset.generation, source=str(preset.chain[0].path))
     show = Console()
     show.print(f"[bold]{preset.name}[/] — {preset.description}")
     show.print(f"strategy: [bold]{preset.strategy}[/]")

@@ -139,9 +139,12 @@ class Session:
 
         defaults = config.load_defaults()
         preset = presets.resolve(opts.preset or default_preset(defaults))
-        settings.check(preset.generation, str(preset.chain[0].path))
+        source = str(preset.chain[0].path)
+        settings.check(preset.generation, source)
+        settings.build_config({}, preset.generation, source=source)
         overrides = opts.overrides()
         settings.check(overrides, "command line")
+        settings.build_config({}, preset.generation, overrides, source="command line")
 
         from llmgen.engine import Engine
 

@@ -103,13 +103,12 @@ def generation_fields() -> set[str]:
     return set(GenerationConfig().to_dict()) - {"transformers_version"}
 
 
-def check(generation: dict[str, Any], source: str) -> list[str]:
-    """Refuse unknown keys and bad values in one settings layer; returns warnings for ignored ones.
+def check(generation: dict[str, Any], source: str) -> None:
+    """Refuse unknown keys and out-of-range values in one settings layer.
 
     `source` names where the settings came from (a preset file, `--set`), for the error line.
+    Whether the layers make sense together is `build_config`'s job.
     """
-    from transformers import GenerationConfig
-
     valid = generation_fields()
     for key in generation:
         if key not in valid:
@@ -121,15 +120,12 @@ def check(generation: dict[str, Any], source: str) -> list[str]:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise UsageError(f"{source}: {err['loc'][0]}: {err['msg']} (got {err['input']!r})") from None
-    try:
-        config = GenerationConfig(**generation)
-        return _validate(config)
-    except ValueError as exc:
-        raise UsageError(f"{source}: {_first_line(exc)}") from None
 
 
-def build_config(base: dict[str, Any], *layers: dict[str, Any]) -> tuple[GenerationConfig, list[str]]:
-    """Merge settings layers over the model's own defaults into a validated GenerationConfig.
+def build_config(
+    base: dict[str, Any], *layers: dict[str, Any], source: str = "invalid generation settings"
+) -> tuple[GenerationConfig, list[str]]:
+    """Merge settings layers over the model's own defaults into a GenerationConfig that transformers accepts.
 
     Returns the config and warnings about settings the selected strategy ignores.
     """
@@ -142,7 +138,7 @@ def build_config(base: dict[str, Any], *layers: dict[str, Any]) -> tuple[Generat
         config = GenerationConfig(**merged)
         return config, _validate(config)
     except ValueError as exc:
-        raise UsageError(f"invalid generation settings: {_first_line(exc)}") from None
+        raise UsageError(f"{source}: {_first_line(exc)}") from None
 
 
 def _validate(config: GenerationConfig) -> list[str]:

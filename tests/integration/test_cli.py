@@ -1,0 +1,147 @@
+"""The installed `llmgen` command end to end on the built-in model: stdout, stderr and exit codes apart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+QUESTION = "What is the capital of France?"
+
+
+def test_help_and_presets_list_import_neither_torch_nor_transformers() -> None:
+    code = (
+        "import sys\n"
+        "from llmgen.cli import app\n"
+        "for argv in (['--help'], ['presets', 'list']):\n"
+        "    try:\n"
+        "        app(argv, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "greedy" in out and "HEAVY []" in out
+
+
+def test_run_streams_only_the_answer_to_stdout(cli) -> None:
+    proc = cli("run", QUESTION, "-n", "12", "--stats")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "The capital of France is Paris."
+    assert "new tokens" in proc.stderr and "tokens/s" in proc.stderr and "finish: eos" in proc.stderr
+
+
+def test_stdin_prompt_and_raw_completion(cli, tmp_path: Path) -> None:
+    piped = cli("run", "--raw", "-n", "5", input="2+2=\n")
+    assert piped.returncode == 0 and piped.stdout and piped.stderr == ""
+    dash = cli("run", "-", "--raw", "-n", "5", input="2+2=")
+    assert dash.stdout == piped.stdout
+
+
+def test_json_object_has_every_field(cli) -> None:
+    proc = cli("run", QUESTION, "--json", "-n", "4")
+    obj = json.loads(proc.stdout)
+    assert set(obj) >= {"text", "token_ids", "finish_reason", "preset", "model", "load", "generation", "usage",
+                        "timings"}
+    assert obj["finish_reason"] == "length" and len(obj["token_ids"]) == 4 == obj["usage"]["completion_tokens"]
+    assert obj["text"] == "The capital of France"
+    assert set(obj["load"]) == {"device", "dtype", "quant", "quant_reason"} and obj["load"]["quant"] == "none"
+    assert obj["generation"]["max_new_tokens"] == 4 and obj["preset"] == "greedy"
+    assert set(obj["timings"]) == {"load_s", "ttft_s", "total_s", "tokens_per_s"}
+
+
+def test_seed_repeats_sampling_and_stop_cuts_the_text(cli) -> None:
+    args = ("run", "Tell me a story.", "--preset", "creative", "-n", "12", "--seed", "11", "--json")
+    first, second = (json.loads(cli(*args).stdout) for _ in range(2))
+    assert first["token_ids"] == second["token_ids"]
+    stopped = json.loads(cli("run", QUESTION, "--stop", "Paris", "--json").stdout)
+    assert stopped["text"] == "The capital of France is " and stopped["finish_reason"] == "stop"
+
+
+def test_beams_print_every_returned_sequence_with_its_score(cli) -> None:
+    proc = cli("run", QUESTION, "--num-beams", "3", "--num-return-sequences", "3", "-n", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(" score -") == 3 and proc.stdout.startswith("[1] score")
+
+
+def test_config_file_and_environment_set_defaults(cli, user_dirs: Path) -> None:
+    (user_dirs / "config" / "llmgen").mkdir(parents=True)
+    (user_dirs / "config" / "llmgen" / "config.yaml").write_text("preset: precise\n")
+    assert json.loads(cli("run", QUESTION, "--json", "-n", "2").stdout)["preset"] == "precise"
+    env = {"LLMGEN_PRESET": "beam"}
+    assert json.loads(cli("run", QUESTION, "--json", "-n", "2", env=env).stdout)["preset"] == "beam"
+    flag = cli("run", QUESTION, "--json", "-n", "2", "-p", "greedy", env=env)
+    assert json.loads(flag.stdout)["preset"] == "greedy"
+
+
+def test_presets_list_and_show(cli, user_dirs: Path) -> None:
+    user = user_dirs / "config" / "llmgen" / "presets"
+    user.mkdir(parents=True)
+    (user / "beam.yaml").write_text("description: my beams\nextends: beam\ngeneration:\n  num_beams: 8\n")
+    listing = cli("presets", "list")
+    assert listing.returncode == 0
+    assert "user, shadows built-in" in listing.stdout and "contrastive" not in listing.stderr
+    shown = cli("presets", "show", "creative")
+    assert "strategy: sampling" in shown.stdout and "creative -> sampling" in shown.stdout
+    assert "temperature: 0.9" in shown.stdout
+
+
+def test_info_describes_the_builtin_model(cli) -> None:
+    info = json.loads(cli("info", "--json").stdout)
+    assert info["source"] == "builtin" and info["architecture"] == "LlamaForCausalLM"
+    assert info["chat_template"] is True and info["context_length"] == 8192 and info["quant"] == "none"
+    assert 130e6 < info["parameters"] < 140e6
+
+
+def bad_preset(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["run", "hi", "-p", "greddy"], None, "unknown preset 'greddy'"),
+        (["run", "hi", "-p", "{yaml_error}"], None, "bad.yaml: line 4, column 1: invalid YAML"),
+        (["run", "hi", "-p", "{unknown_key}"], None, "did you mean 'temperature'"),
+        (["run", "hi", "-p", "{bad_value}"], None, "temperature"),
+        (["run", "hi", "--set", "top_p"], None, "--set expects KEY=VALUE"),
+        (["run", "hi", "--set", "top_pp=0.5"], None, "did you mean 'top_p'"),
+        (["run", "hi", "--top-p", "2"], None, "top_p"),
+        (["run", "hi", "--num-beams", "0"], None, "num_beams"),
+        (["run", "hi", "-m", "./nowhere"], None, "model path does not exist"),
+        (["run", "hi", "-m", "{tmp}"], None, "not a model directory"),
+        (["run", "hi", "-m", "someone/uncached-model"], None, "not in the local Hugging Face cache"),
+        (["run", ""], None, "empty"),
+        (["run"], b"\xff\xfe bad", "not valid UTF-8"),
+        (["run", "word " * 9000], None, "longer than the model's context"),
+        (["run", "hi", "--bogus"], None, "No such option"),
+        (["run", "hi", "--quant", "3bit"], None, "3bit"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli, tmp_path: Path, args: list[str], stdin, message: str) -> None:
+    files = {
+        "{yaml_error}": "name: x\ngeneration:\n  top_k: [1\n",
+        "{unknown_key}": "generation:\n  temprature: 0.5\n",
+        "{bad_value}": "generation:\n  do_sample: true\n  temperature: -1\n",
+    }
+    args = [bad_preset(tmp_path, files[a]) if a in files else str(tmp_path) if a == "{tmp}" else a for a in args]
+    proc = cli(*args, input=stdin)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 2
+
+
+def test_extends_cycle_exits_2(cli, user_dirs: Path) -> None:
+    user = user_dirs / "config" / "llmgen" / "presets"
+    user.mkdir(parents=True)
+    (user / "a.yaml").write_text("extends: b\n")
+    (user / "b.yaml").write_text("extends: a\n")
+    proc = cli("run", "hi", "-p", "a")
+    assert proc.returncode == 2 and "cycle" in proc.stderr

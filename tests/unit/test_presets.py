@@ -1,0 +1,91 @@
+"""Preset files: built-ins, user presets, extends chains and the errors bad files get."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmgen import presets
+from llmgen.errors import UsageError
+from llmgen.settings import check
+
+REQUIRED = {"greedy", "beam", "sampling", "creative", "precise", "chat", "beam-sampling", "prompt-lookup"}
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_builtin_presets_exist_with_descriptions_and_valid_settings() -> None:
+    found = presets.discover()
+    assert REQUIRED <= set(found)
+    for name in found:
+        preset = presets.resolve(name)
+        assert len(preset.description) > 30, name
+        assert preset.generation.get("max_new_tokens"), f"{name} would stop at transformers' 20 tokens"
+        check(preset.generation, name)
+
+
+def test_builtin_presets_ship_inside_the_package() -> None:
+    import llmgen
+
+    assert presets.builtin_dir() == Path(llmgen.__file__).parent / "presets"
+    assert (Path(__file__).parents[2] / "presets" / "greedy.yaml").is_file()
+
+
+def test_extends_merges_parents_first() -> None:
+    creative = presets.resolve("creative")
+    assert [f.name for f in creative.chain] == ["creative", "sampling"]
+    assert creative.generation["do_sample"] is True  # from sampling
+    assert creative.generation["temperature"] == 0.9  # creative's own
+    assert creative.strategy == "sampling"
+
+
+def test_user_preset_shadows_builtin_and_can_extend_it(user_dirs: Path) -> None:
+    write(presets.user_dir() / "greedy.yaml", "extends: greedy\ngeneration:\n  max_new_tokens: 7\n")
+    found = presets.discover()["greedy"]
+    assert not found.builtin and found.shadows_builtin
+    resolved = presets.resolve("greedy")
+    assert resolved.generation["max_new_tokens"] == 7
+    assert resolved.generation["do_sample"] is False
+    assert resolved.chain[1].builtin
+
+
+def test_preset_by_path(tmp_path: Path) -> None:
+    path = write(tmp_path / "mine.yaml", "extends: beam\ngeneration:\n  num_beams: 6\n")
+    resolved = presets.resolve(str(path))
+    assert resolved.name == "mine" and resolved.generation["num_beams"] == 6 and resolved.strategy == "beam"
+
+
+def test_unknown_preset_suggests_close_names() -> None:
+    with pytest.raises(UsageError, match="unknown preset 'greddy'") as err:
+        presets.resolve("greddy")
+    assert "greedy" in err.value.hint
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.yaml", "name: bad\ngeneration:\n  top_k: [1, 2\n  top_p: 0.5\n")
+    with pytest.raises(UsageError, match=r"bad\.yaml: line \d+, column \d+: invalid YAML"):
+        presets.resolve(str(path))
+
+
+def test_unknown_top_level_key_suggests_nearest(tmp_path: Path) -> None:
+    path = write(tmp_path / "typo.yaml", "descripton: oops\ngeneration: {}\n")
+    with pytest.raises(UsageError, match=r"typo\.yaml: unknown key 'descripton' \(did you mean 'description'\?\)"):
+        presets.resolve(str(path))
+
+
+def test_extends_cycle_is_refused(user_dirs: Path) -> None:
+    write(presets.user_dir() / "a.yaml", "extends: b\n")
+    write(presets.user_dir() / "b.yaml", "extends: a\n")
+    with pytest.raises(UsageError, match="'extends' cycle: a -> b -> a"):
+        presets.resolve("a")
+
+
+def test_extends_unknown_parent_names_the_file(user_dirs: Path) -> None:
+    write(presets.user_dir() / "orphan.yaml", "extends: nothing-like-it\n")
+    with pytest.raises(UsageError, match=r"orphan\.yaml: extends unknown preset"):
+        presets.resolve("orphan")
