@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -16,6 +16,9 @@ from llmgen import console
 from llmgen.config import DType, Quant
 from llmgen.errors import LlmgenError, UsageError
 from llmgen.options import Options, Session, shared_options
+
+if TYPE_CHECKING:
+    from llmgen.engine import Plan, Result
 
 app = typer.Typer(
     name="llmgen",
@@ -71,7 +74,7 @@ def run(
         raise typer.Exit(130)
 
 
-def _beams_text(result: Any) -> str:
+def _beams_text(result: Result) -> str:
     if not result.texts:
         return result.text
     blocks = []
@@ -81,7 +84,7 @@ def _beams_text(result: Any) -> str:
     return "\n".join(blocks)
 
 
-def run_json(session: Session, plan: Any, result: Any) -> dict[str, Any]:
+def run_json(session: Session, plan: Plan, result: Result) -> dict[str, Any]:
     """The `run --json` object SPEC.md defines."""
     from llmgen.settings import effective
 
@@ -109,7 +112,7 @@ def run_json(session: Session, plan: Any, result: Any) -> dict[str, Any]:
     return obj
 
 
-def _report_plan(session: Session, plan: Any, opts: Options) -> None:
+def _report_plan(session: Session, plan: Plan, opts: Options) -> None:
     if opts.verbose:
         info = session.engine.info
         console.note(
@@ -226,6 +229,7 @@ def presets_show(name: Annotated[str, typer.Argument(help="Preset name or YAML p
 def main() -> None:
     """The one error boundary: bad input is one line and exit 2, failures exit 1, Ctrl-C exits 130."""
     verbose = any(arg in ("-v", "--verbose") for arg in sys.argv[1:])
+    console.show_library_messages(verbose, quiet=any(arg in ("-q", "--quiet") for arg in sys.argv[1:]))
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(encoding="utf-8")
     try:

@@ -40,6 +40,20 @@ def note(message: str) -> None:
     err.print(f"[dim]{_escape(message)}[/]")
 
 
+def show_library_messages(verbose: bool, quiet: bool) -> None:
+    """llmgen's own log messages (e.g. a first GGUF conversion) as dim notes on stderr."""
+    import logging
+
+    class Notes(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            note(record.getMessage())
+
+    logger = logging.getLogger("llmgen")
+    logger.addHandler(Notes())
+    logger.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
 def stats_line(result: Result, max_new_tokens: int | None = None) -> str:
     """Tokens, time to first token and speed, plus why the answer ended where it did."""
     parts = [f"{result.prompt_tokens} prompt tokens", f"{result.completion_tokens} new tokens"]

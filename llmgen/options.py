@@ -12,11 +12,15 @@ import functools
 import inspect
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 
 from llmgen import config
+
+if TYPE_CHECKING:
+    from llmgen.engine import Engine, Plan
+    from llmgen.presets import ResolvedPreset
 
 MODEL_PANEL = "Model"
 GEN_PANEL = "Generation"
@@ -126,8 +130,8 @@ def shared_options(func: Callable[..., Any]) -> Callable[..., Any]:
 class Session:
     """A loaded engine and a resolved preset: what a command generates with."""
 
-    engine: Any
-    preset: Any
+    engine: Engine
+    preset: ResolvedPreset
     overrides: dict[str, Any]
     system: str | None
     defaults: config.Defaults
@@ -158,6 +162,6 @@ class Session:
         system = opts.system if opts.system is not None else preset.system
         return cls(engine, preset, overrides, system, defaults)
 
-    def plan(self, *extra: dict[str, Any], seed: int | None = None, preset: Any = None) -> Any:
+    def plan(self, *extra: dict[str, Any], seed: int | None = None, preset: ResolvedPreset | None = None) -> Plan:
         """A validated plan for the session's preset (or another), with more settings layered on."""
         return self.engine.plan(preset or self.preset, *extra, self.overrides, seed=seed)

@@ -104,3 +104,14 @@ def test_model_generation_config_is_the_lowest_layer(tiny_engine) -> None:
         assert plan(tiny_engine, repetition_penalty=1.0).config.repetition_penalty == 1.0
     finally:
         tiny_engine.model.generation_config.repetition_penalty = None
+
+
+@pytest.mark.parametrize("name", sorted(presets.discover()))
+def test_every_builtin_preset_runs_on_the_builtin_model(builtin_engine, name: str) -> None:
+    the_plan = builtin_engine.plan(presets.resolve(name), {"max_new_tokens": 4}, seed=0)
+    pieces: list[str] = []
+    result = builtin_engine.generate(QUESTION, the_plan, pieces.append)
+    assert 1 <= result.completion_tokens <= 4 * (the_plan.config.num_return_sequences or 1)
+    assert result.text.strip()
+    if the_plan.streams:
+        assert "".join(pieces) == result.text
