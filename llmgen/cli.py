@@ -226,6 +226,22 @@ def presets_show(name: Annotated[str, typer.Argument(help="Preset name or YAML p
         console.warning(warning)
 
 
+@app.command()
+@shared_options
+def batch(
+    input: Annotated[str, typer.Argument(help="JSONL file of records ({\"id\", \"prompt\"|\"messages\", ...}); '-' reads stdin.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="JSONL file for the results; '-' (default) is stdout.")] = "-",
+    batch_size: Annotated[str, typer.Option(help="Records per generate call, or 'auto' (from free memory).")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run: skip records already in the output.")] = False,
+    opts: Options = None,  # type: ignore[assignment]
+) -> None:
+    """Run every record of a JSONL file through the model, batched; results in input order."""
+    from llmgen.batch import run_command
+
+    if run_command(opts, input, output, batch_size, resume).failed:
+        raise typer.Exit(3)
+
+
 def main() -> None:
     """The one error boundary: bad input is one line and exit 2, failures exit 1, Ctrl-C exits 130."""
     verbose = any(arg in ("-v", "--verbose") for arg in sys.argv[1:])

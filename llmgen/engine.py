@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_NEW_TOKENS = 512
 _OWN_KEYS = {"transformers_version", "_from_model_config"}
+# transformers runs these with one sequence at a time only (assisted generation refuses batches).
+UNBATCHABLE_STRATEGIES = frozenset({"assisted", "prompt-lookup"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,16 @@ class Plan:
     def streams(self) -> bool:
         """transformers cannot stream beams: those print when done."""
         return (self.config.num_beams or 1) == 1 and (self.config.num_return_sequences or 1) == 1
+
+    @property
+    def batches(self) -> bool:
+        """Whether several requests can share one generate call under this plan."""
+        return self.strategy not in UNBATCHABLE_STRATEGIES
+
+    @property
+    def rows_per_request(self) -> int:
+        """Sequences generate carries for each request: beams or return sequences, whichever is more."""
+        return max(self.config.num_beams or 1, self.config.num_return_sequences or 1)
 
     @property
     def stops(self) -> list[str]:
@@ -107,6 +119,21 @@ class Engine:
     @property
     def context_length(self) -> int | None:
         return self.info.context_length
+
+    def free_memory(self) -> int:
+        """Bytes free on the model's device now: what a batch may still take."""
+        import torch
+
+        device = torch.device(self.model.device)
+        if device.type == "cuda":
+            return torch.cuda.mem_get_info(device)[0]
+        try:
+            import psutil
+        except ImportError:
+            import os
+
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return psutil.virtual_memory().available
 
     def model_defaults(self) -> dict[str, Any]:
         """The model's own generation_config: the lowest layer of settings."""
@@ -268,6 +295,29 @@ class Engine:
         if ids and ids[-1] in eos:
             return text, "eos"
         return text, "length" if len(ids) >= max_new else "stop"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception from generate means the batch did not fit (CUDA, MPS or the CPU allocator)."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    message = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in message or "can't allocate memory" in message or "MPS backend out of memory" in message
+    )
+
+
+def release_memory() -> None:
+    """Hand cached blocks back after an out-of-memory error, so a smaller retry can fit."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _trim(ids: list[int], eos: set[int], pad: int | None) -> list[int]:
