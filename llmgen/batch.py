@@ -275,6 +275,7 @@ class Planner:
         self.opts = opts
         self.presets: OrderedDict[str, ResolvedPreset | UsageError] = OrderedDict()
         self.plans: OrderedDict[str, Plan | UsageError] = OrderedDict()
+        self.equal: OrderedDict[str, Plan] = OrderedDict()
 
     def plan_for(self, item: Item) -> Plan:
         """The item's plan (layers: model, preset, record params, command line); UsageError if invalid."""
@@ -307,8 +308,12 @@ class Planner:
         params = settings.imply_sampling(params)
         settings.check(params, "params")
         preset = self._preset(item.preset) if item.preset else None
-        return self.session.plan(params, seed=self.opts.seed if self.opts.seed is not None else seed,
+        plan = self.session.plan(params, seed=self.opts.seed if self.opts.seed is not None else seed,
                                  preset=preset)
+        # Records whose params the command line overrides end up equal: one Plan, so one group.
+        same = json.dumps([plan.preset, plan.seed, plan.config.to_json_string()])
+        self.equal.setdefault(same, plan)
+        return _cached(self.equal, same)
 
     def _preset(self, name: str) -> ResolvedPreset:
         from llmgen import presets, settings
@@ -524,11 +529,8 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
         else:
             stream_out = stack.enter_context(target.open("ab" if resume else "wb"))
         advance = stack.enter_context(_progress(total, show=console.err.is_terminal and not opts.quiet))
-        planner = Planner(session, opts)
-        runner = Runner(session.engine, planner, OrderedWriter(stream_out), size, advance, quiet=opts.quiet)
-        runner.summary.earlier_errors = done.errors
         try:
-            summary = runner.run(read(stream_in, raw=opts.raw), done)
+            summary = process(session, opts, stream_in, stream_out, size, done, advance)
         except KeyboardInterrupt:
             if target is not None:
                 console.note(f"interrupted; '--resume' continues {output} where it stopped")
@@ -537,6 +539,16 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
     if not opts.quiet:
         console.note(summary.line())
     return summary
+
+
+def process(session: Session, opts: Options, stream_in: IO[bytes], stream_out: IO[bytes], batch_size: int | None,
+            done: Done | None = None, advance: Callable[[int], None] = lambda tokens: None) -> Summary:
+    """Every record of `stream_in` to `stream_out` with a session already open (the command's core)."""
+    done = done or Done()
+    runner = Runner(session.engine, Planner(session, opts), OrderedWriter(stream_out), batch_size, advance,
+                    quiet=opts.quiet)
+    runner.summary.earlier_errors = done.errors
+    return runner.run(read(stream_in, raw=opts.raw), done)
 
 
 def _input_path(input: str) -> Path | None:
