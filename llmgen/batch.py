@@ -447,12 +447,14 @@ class Runner:
             if len(jobs) == 1:
                 self._fail(jobs[0].item, "out of memory, even alone")
                 return
-            half = len(jobs) // 2
-            self.limit = half
+            self.limit = min(self.limit or len(jobs), len(jobs) // 2)
             if not self.quiet:
-                console.warning(f"out of memory with {len(jobs)} records in a batch; retrying with {half}")
-            self._generate(jobs[:half])
-            self._generate(jobs[half:])
+                console.warning(f"out of memory with {len(jobs)} records in a batch; retrying with {self.limit}")
+            start = 0
+            while start < len(jobs):  # the limit may fall further inside; later chunks follow it
+                size = self.limit
+                self._generate(jobs[start:start + size])
+                start += size
             return
         for job, result in zip(jobs, results):
             self._succeed(job, result)

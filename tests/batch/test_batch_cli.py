@@ -1,0 +1,94 @@
+"""`llmgen batch` on the built-in model: equal to each prompt alone, stdin/stdout, SIGKILL then resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from llmgen import presets
+from llmgen.engine import Request
+
+from batch_helpers import jsonl, records, run_bytes
+
+QUESTIONS = [
+    "Hi!",
+    "What is the capital of France?",
+    "Name three colours of the rainbow, please.",
+    "Write one sentence about the sea and the wind and the old lighthouse keeper.",
+    "2+2?",
+    "Why is the sky blue? Answer in one short sentence for a child.",
+    "Say hello in Spanish.",
+    "What do bees make?",
+    "Give me a word that rhymes with cat.",
+    "Which planet is the largest in our solar system?",
+]
+INPUT = jsonl(
+    *[{"id": f"q{i}", "prompt": q} for i, q in enumerate(QUESTIONS[:4])],
+    b"{not json",
+    {"id": "q1", "prompt": "a duplicate"},
+    *[{"id": f"q{i}", "messages": [{"role": "user", "content": q}]} for i, q in enumerate(QUESTIONS[4:], 4)],
+)
+FLAGS = ["-n", "8", "--batch-size", "3"]
+
+
+@pytest.fixture(scope="module")
+def reference(builtin_engine) -> bytes:
+    """The uninterrupted output, produced in-process by the same pipeline."""
+    return run_bytes(builtin_engine, INPUT, batch_size=3, max_new_tokens=8)[0]
+
+
+def test_batched_output_equals_each_prompt_alone(builtin_engine, reference) -> None:
+    plan = builtin_engine.plan(presets.resolve("greedy"), {"max_new_tokens": 8})
+    good = [r for r in records(reference) if "error" not in r]
+    assert len(good) == len(QUESTIONS)
+    for record, question in zip(good, QUESTIONS):
+        alone = builtin_engine.generate(Request(prompt=question), plan)
+        assert (record["text"], record["finish_reason"]) == (alone.text, alone.finish_reason), question
+        assert record["usage"] == {"prompt_tokens": alone.prompt_tokens, "completion_tokens": alone.completion_tokens}
+
+
+def test_stdin_to_stdout_equals_llmgen_run_for_each_prompt(cli, reference) -> None:
+    proc = cli("batch", "-", *FLAGS, input=INPUT)
+    assert proc.returncode == 3, proc.stderr  # the bad line and the duplicate failed
+    assert proc.stdout.encode() == reference
+    assert "batch: 12 records · 2 errors" in proc.stderr and "tokens/s" in proc.stderr
+    alone = json.loads(cli("run", QUESTIONS[0], "-n", "8", "--json").stdout)
+    assert records(reference)[0]["text"] == alone["text"]
+
+
+def test_an_existing_output_is_not_overwritten_without_resume(cli, tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_bytes(INPUT)
+    (tmp_path / "out.jsonl").write_text('{"id": 1, "line": 1, "text": "kept"}\n')
+    proc = cli("batch", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"))
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert cli("batch", "-", "--resume").returncode == 2
+
+
+def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_file(reference, tmp_path: Path) -> None:
+    from conftest import LLMGEN
+
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(INPUT)
+    command = [str(LLMGEN), "batch", str(source), "-o", str(out), *FLAGS, "-q", "--resume"]
+    for kill_after_lines in (0, 2, 7):  # 0: during start-up, before any output
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + (1 if kill_after_lines == 0 else 120)
+        while proc.poll() is None and time.monotonic() < deadline and _lines(out) < max(kill_after_lines, 1):
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        written = out.read_bytes() if out.exists() else b""
+        assert reference.startswith(written[: written.rfind(b"\n") + 1])
+    final = subprocess.run(command, capture_output=True, timeout=300)
+    assert final.returncode == 3, final.stderr
+    assert out.read_bytes() == reference
+
+
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
