@@ -74,7 +74,7 @@ class Summary:
         parts = [f"{self.records} records"]
         if self.skipped:
             parts[0] += f" ({self.skipped} already done)"
-        errors = f"{self.errors} errors"
+        errors = f"{self.errors} error{'' if self.errors == 1 else 's'}"
         if self.earlier_errors:
             errors += f" (+{self.earlier_errors} in the earlier output)"
         parts += [errors, f"{self.tokens} tokens", f"{rate:.1f} tokens/s", f"{self.wall_s:.1f}s"]
@@ -136,6 +136,10 @@ def parse_line(data: bytes, line: int, seq: int, raw: bool = False) -> Item:
         return bad(f"invalid JSON: {type(exc).__name__}")
     if not isinstance(obj, dict):
         return bad(f"a record is a JSON object, not {_json_type(obj)}")
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return bad("the record holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text")
     id = obj.get("id")
     if id is None:
         id = line
@@ -411,7 +415,7 @@ class Runner:
         try:
             plan = self.planner.plan_for(item)
             request = replace(item.request, system=self.planner.system_for(item))
-            ids = self.engine.encode(request)
+            ids = _encode(self.engine, request)
             limit = self.engine.context_length
             if limit is not None and len(ids) >= limit:
                 raise UsageError(f"the prompt is {len(ids)} tokens, longer than the model's context ({limit})")
@@ -481,6 +485,16 @@ class Runner:
             console.warning(f"line {item.line} (id {item.key}): {message}")
         self.writer.put(item.seq, {"id": item.id, "line": item.line, "error": message})
         self.on_record(0)
+
+
+def _encode(engine: Engine, request: Request) -> list[int]:
+    """Prompt token ids; whatever the tokenizer or chat template refuses is this record's UsageError."""
+    try:
+        return engine.encode(request)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - templates raise anything on odd messages (roles, order)
+        raise UsageError(f"cannot apply the chat template or tokenizer: {type(exc).__name__}: {exc}") from None
 
 
 def auto_batch_size(engine: Engine, plan: Plan, prompt_tokens: int) -> int:

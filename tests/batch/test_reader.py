@@ -85,6 +85,7 @@ line = st.one_of(
     record.map(lambda r: json.dumps(r).encode()),
     record.map(lambda r: json.dumps(r, ensure_ascii=False).encode()[: len(json.dumps(r)) // 2]),
     st.binary(max_size=40),
+    st.sampled_from([b'{"id": "\\ud800", "prompt": "a"}', b'{"prompt": "x\\udfffy"}', b'{"id": 1e400}']),
     st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")),
 ).map(lambda b: b.replace(b"\n", b" "))
 

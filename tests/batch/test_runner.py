@@ -106,18 +106,21 @@ def test_every_error_kind_is_one_record_and_the_run_goes_on(tiny_engine) -> None
         {"id": "e", "prompt": "   "},
         {"id": "ok", "prompt": "fine"},
         {"id": "ok", "prompt": "again"},
+        b'{"id": "\\udc00", "prompt": "lone surrogate"}',
+        {"id": "t", "messages": [{"role": "tool", "content": "the template may refuse this"}, {"role": "user", "content": "x"}]},
     )
     out, summary = run_bytes(tiny_engine, lines, max_new_tokens=2)
     got = records(out)
-    assert [r["line"] for r in got] == list(range(1, 11))
-    assert [r["id"] for r in got] == [1, 2, "n", "p", "v", "k", "l", "e", "ok", "ok"]
+    assert [r["line"] for r in got] == list(range(1, 13))
+    assert [r["id"] for r in got] == [1, 2, "n", "p", "v", "k", "l", "e", "ok", "ok", 11, "t"]
     errors = [r.get("error", "") for r in got]
     for i, expected in enumerate(["UTF-8", "invalid JSON", "neither", "unknown preset", "temperature",
-                                  "no_such_setting", "longer than the model's context", "empty", "", "duplicate"]):
+                                  "no_such_setting", "longer than the model's context", "empty", "", "duplicate",
+                                  "surrogate"]):
         assert expected in errors[i], (i, errors[i])
     assert set(got[8]) == {"id", "line", "text", "finish_reason", "usage", "preset"}
     assert set(got[0]) == {"id", "line", "error"}
-    assert summary.errors == 9 and summary.failed
+    assert summary.errors == 10 + ("error" in got[11]) and summary.failed
 
 
 def test_out_of_memory_halves_the_batch_and_retries(tiny_engine, monkeypatch) -> None:
