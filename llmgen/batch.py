@@ -112,7 +112,7 @@ def read(stream: IO[bytes], raw: bool = False) -> Iterator[Item]:
         if item.named:
             previous = first_line.setdefault(item.key, number)
             if previous != number and item.error is None:
-                item.error = f"duplicate id {item.key} (first on line {previous})"
+                item.error, item.request = f"duplicate id {item.key} (first on line {previous})", None
         yield item
         seq += 1
 
