@@ -11,10 +11,10 @@ import functools
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, PreTrainedTokenizerBase, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
 
-__all__ = ["DecodingSettingsError", "decoding_loop"]
+__all__ = ["DecodingSettingsError", "decoding_loop", "stop_string_criteria"]
 
 
 def __getattr__(name: str) -> type:
@@ -47,3 +47,23 @@ def decoding_loop(generation_config: GenerationConfig, streamer: BaseStreamer | 
         return None
     check_settings(generation_config)
     return functools.partial(loop, streamer=streamer) if streamer is not None else loop
+
+
+def stop_string_criteria(
+    generation_config: GenerationConfig, tokenizer: PreTrainedTokenizerBase
+) -> tuple[GenerationConfig, StoppingCriteriaList | None]:
+    """The config without `stop_strings`, and those stop strings as stopping criteria to pass to `generate`.
+
+    With a callable `custom_generate`, transformers 5 drops the `tokenizer` argument before it builds the stop-string
+    criterion, so stop strings left in the config raise there. Pass the returned list as `stopping_criteria=`.
+    """
+    import copy
+
+    from transformers import StoppingCriteriaList, StopStringCriteria
+
+    stops = generation_config.stop_strings
+    if not stops:
+        return generation_config, None
+    config = copy.deepcopy(generation_config)
+    config.stop_strings = None
+    return config, StoppingCriteriaList([StopStringCriteria(tokenizer=tokenizer, stop_strings=stops)])
