@@ -127,13 +127,7 @@ class Engine:
         device = torch.device(self.model.device)
         if device.type == "cuda":
             return torch.cuda.mem_get_info(device)[0]
-        try:
-            import psutil
-        except ImportError:
-            import os
-
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        return psutil.virtual_memory().available
+        return models.available_memory()
 
     def model_defaults(self) -> dict[str, Any]:
         """The model's own generation_config: the lowest layer of settings."""
@@ -147,6 +141,7 @@ class Engine:
         base = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, **self.model_defaults()}
         config, warnings = settings.build_config(base, preset.generation, *overrides)
         strategy = settings.strategy_of(config.to_dict(), preset.assistant_model)
+        _check_decoding(config)
         return Plan(config, preset.name, strategy, tuple(warnings), seed)
 
     def encode(self, request: Request) -> list[int]:
@@ -234,22 +229,31 @@ class Engine:
         plan: Plan,
         streamer: TextCallbackStreamer | None,
     ) -> GenerateOutput:
-        from llmgen.decoding import decoding_loop
         from transformers import set_seed
+
+        from llmgen.decoding import DecodingSettingsError, decoding_loop, stop_string_criteria
 
         if plan.seed is not None:
             set_seed(plan.seed)
         loop = decoding_loop(config, streamer)
-        return self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            generation_config=config,
-            streamer=streamer,
-            tokenizer=self.tokenizer,
-            return_dict_in_generate=True,
-            output_scores=(config.num_beams or 1) > 1 or bool(config.output_scores),
-            **({"custom_generate": loop} if loop is not None else {}),
-        )
+        extra: dict[str, Any] = {}
+        if loop is not None:
+            # generate does not hand a callable custom_generate the tokenizer stop strings need.
+            config, extra["stopping_criteria"] = stop_string_criteria(config, self.tokenizer)
+            extra["custom_generate"] = loop
+        try:
+            return self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                streamer=streamer,
+                tokenizer=self.tokenizer,
+                return_dict_in_generate=True,
+                output_scores=(config.num_beams or 1) > 1 or bool(config.output_scores),
+                **extra,
+            )
+        except DecodingSettingsError as exc:  # settings that depend on the model, e.g. DoLa layers
+            raise UsageError(str(exc)) from None
 
     def _results(
         self,
@@ -318,6 +322,16 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _check_decoding(config: GenerationConfig) -> None:
+    """Refuse settings llmgen's own decoding loops cannot run with, before any generation starts."""
+    from llmgen.decoding import DecodingSettingsError, decoding_loop
+
+    try:
+        decoding_loop(config, None)
+    except DecodingSettingsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _trim(ids: list[int], eos: set[int], pad: int | None) -> list[int]:

