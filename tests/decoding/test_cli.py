@@ -1,0 +1,44 @@
+"""The decoding loops from the command line: presets, --set, stop strings, bad layers; nothing from the Hub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+QUESTION = "What is the capital of France?"
+
+
+@pytest.mark.parametrize(
+    ("args", "strategy"),
+    [
+        (["-p", "contrastive"], "contrastive"),
+        (["-p", "dola"], "dola"),
+        (["--set", "penalty_alpha=0.4", "--set", "top_k=6"], "contrastive"),
+        (["--set", "dola_layers=[8,16]"], "dola"),
+        (["-p", "diverse-beam"], "diverse-beam"),
+    ],
+)
+def test_strategies_run_from_presets_and_flags(cli, args: list[str], strategy: str) -> None:
+    proc = cli("run", QUESTION, *args, "-n", "6", "--json", env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    assert obj["strategy"] == strategy and obj["usage"]["completion_tokens"] >= 1
+    assert "warning" not in proc.stderr
+
+
+def test_stop_strings_work_with_llmgen_loops(cli) -> None:
+    proc = cli("run", QUESTION, "-p", "contrastive", "-n", "40", "--stop", " ", "--json")
+    obj = json.loads(proc.stdout)
+    assert proc.returncode == 0 and obj["finish_reason"] == "stop" and " " not in obj["text"]
+
+
+def test_dola_layer_out_of_range_is_a_usage_error(cli) -> None:
+    proc = cli("run", QUESTION, "--set", "dola_layers=[40]", "-n", "4")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: dola_layers index 40 is out of range: the model has 30 layers")
+
+
+def test_presets_show_names_the_strategy(cli) -> None:
+    for name in ("contrastive", "dola", "diverse-beam"):
+        assert f"strategy: {name}" in cli("presets", "show", name).stdout
