@@ -249,6 +249,11 @@ def chat(
     chat = Chat(conversation, interactive=sys.stdin.isatty(), stats=opts.stats or opts.verbose, quiet=opts.quiet)
     if load is not None:
         chat.restore(load)
+        # flags given with --load override what the transcript says, as they override a preset
+        conversation.overrides.update(session.overrides)
+        conversation.preset = session.preset if opts.preset else conversation.preset
+        conversation.system = opts.system if opts.system is not None else conversation.system
+        conversation.plan()
     run(chat)
 
 

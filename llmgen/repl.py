@@ -59,8 +59,9 @@ def is_complete(text: str) -> bool:
 def finish(text: str) -> str:
     """The message a complete input stands for: block quotes and continuation backslashes removed."""
     stripped = text.strip()
-    if stripped.startswith(BLOCK) and stripped.endswith(BLOCK) and len(stripped) >= 2 * len(BLOCK):
-        return stripped[len(BLOCK) : -len(BLOCK)].strip("\n")
+    if stripped.startswith(BLOCK):  # closed, or left open at the end of piped input
+        inner = stripped[len(BLOCK) : -len(BLOCK) if is_complete(text) else None]
+        return inner.strip("\n")
     return "\n".join(line[:-1] if line.endswith("\\") else line for line in text.split("\n"))
 
 
