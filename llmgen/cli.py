@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -240,6 +241,36 @@ def batch(
 
     if run_command(opts, input, output, batch_size, resume).failed:
         raise typer.Exit(3)
+
+
+@app.command()
+@shared_options
+def chat(
+    load: Annotated[
+        Optional[Path], typer.Option("--load", help="Continue a transcript saved with /save.", metavar="FILE")
+    ] = None,
+    opts: Options = None,  # type: ignore[assignment]
+) -> None:
+    """Chat with the model: replies stream, slash commands steer (/help); stdin may be a pipe."""
+    from llmgen.chat import Conversation, read_transcript
+    from llmgen.repl import Chat, run
+
+    if load is not None:
+        read_transcript(load)  # a bad file fails before the model loads
+    session = Session.open(opts, lambda d: d.chat_preset)
+    conversation = Conversation(
+        session.engine, session.preset, overrides=session.overrides, system=session.system, raw=opts.raw,
+        seed=opts.seed,
+    )
+    chat = Chat(conversation, interactive=sys.stdin.isatty(), stats=opts.stats or opts.verbose, quiet=opts.quiet)
+    if load is not None:
+        chat.restore(load)
+        # flags given with --load override what the transcript says, as they override a preset
+        conversation.overrides.update(session.overrides)
+        conversation.preset = session.preset if opts.preset else conversation.preset
+        conversation.system = opts.system if opts.system is not None else conversation.system
+        conversation.plan()
+    run(chat)
 
 
 def main() -> None:

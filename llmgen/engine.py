@@ -96,6 +96,50 @@ class Result:
         return self.completion_tokens / self.total_s if self.total_s > 0 else 0.0
 
 
+class PrefixCache:
+    """The keys and values of one conversation's last generation, kept for the next one.
+
+    A chat re-applies the template over the whole history each turn, so each prompt starts with the
+    tokens of the previous prompt and reply: handing their cache to `generate` spares re-encoding
+    them. `generate` reuses the longest common prefix and keeps the cache up to date; plain dynamic
+    caches only (sliding-window and recurrent layers cannot be cut back to a prefix).
+    """
+
+    def __init__(self) -> None:
+        self.cache: Any = None
+        self.token_ids: list[int] = []
+
+    def clear(self) -> None:
+        self.cache, self.token_ids = None, []
+
+    def take(self, model: Any, prompt: list[int]) -> tuple[Any, int]:
+        """A cache holding the longest prefix of `prompt` it can (at least one token left to compute), and its length."""
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        if self.cache is None:
+            cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+            if not all(type(layer) is DynamicLayer for layer in cache.layers):
+                return None, 0
+            self.cache, self.token_ids = cache, []
+        common = 0
+        for cached, new in zip(self.token_ids, prompt[:-1]):
+            if cached != new:
+                break
+            common += 1
+        held = self.cache.get_seq_length()
+        if common == 0:
+            self.cache.reset()
+        elif common < held:
+            self.cache.crop(common - held)
+        self.token_ids = self.token_ids[:common]
+        return self.cache, common
+
+    def keep(self, sequence: list[int]) -> None:
+        """After generating: remember which tokens the cache now holds (all but the last one generated)."""
+        self.token_ids = sequence[: self.cache.get_seq_length()]
+
+
 class Engine:
     """A loaded model and tokenizer with the operations every command needs."""
 
@@ -164,22 +208,31 @@ class Engine:
         request: Request | list[int],
         plan: Plan,
         on_text: Callable[[str], None] | None = None,
+        cache: PrefixCache | None = None,
     ) -> Result:
         """Generate for one request, streaming visible text to `on_text` when the strategy can.
 
-        Ctrl-C stops generation and returns what was produced, with finish_reason "interrupted".
+        With a `cache`, the keys and values of the prompt's prefix that the cache holds are reused
+        (greedy and sampling only) and the cache is left holding this generation's. Ctrl-C stops
+        generation and returns what was produced, with finish_reason "interrupted".
         """
         prompt = request if isinstance(request, list) else self.encode(request)
         config = self._fit_context(plan.config, len(prompt))
         streamer = TextCallbackStreamer(self.tokenizer, on_text, plan.stops) if plan.streams else None
         import torch
 
+        past, reused = None, 0
+        if cache is not None and _reuses_cache(config, self.model):
+            past, reused = cache.take(self.model, prompt)
+        extra = {"past_key_values": past} if past is not None else {}
         input_ids = torch.tensor([prompt], device=self.model.device)
         start = time.perf_counter()
         try:
-            output = self._generate(input_ids, torch.ones_like(input_ids), config, plan, streamer)
-        except KeyboardInterrupt:
-            if streamer is None:
+            output = self._generate(input_ids, torch.ones_like(input_ids), config, plan, streamer, **extra)
+        except BaseException as exc:
+            if past is not None:
+                cache.clear()  # a generation cut short leaves the layers at different lengths
+            if streamer is None or not isinstance(exc, KeyboardInterrupt):
                 raise
             text = self.tokenizer.decode(streamer.token_ids, skip_special_tokens=True)
             cut = find_stop(text, plan.stops)
@@ -189,10 +242,16 @@ class Engine:
                 finish_reason="interrupted",
                 prompt_tokens=len(prompt),
                 total_s=time.perf_counter() - start,
+                ttft_s=streamer.first_token_at - start if streamer.first_token_at else None,
+                extra={"cached_tokens": reused},
             )
         total = time.perf_counter() - start
+        if past is not None:
+            cache.keep(output.sequences[0].tolist())
         ttft = streamer.first_token_at - start if streamer and streamer.first_token_at else None
-        return self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft)[0]
+        result = self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft)[0]
+        result.extra["cached_tokens"] = reused
+        return result
 
     def generate_batch(self, requests: Sequence[Request | list[int]], plan: Plan) -> list[Result]:
         """Generate for several requests at once, left-padded; each row matches its own run."""
@@ -228,6 +287,7 @@ class Engine:
         config: GenerationConfig,
         plan: Plan,
         streamer: TextCallbackStreamer | None,
+        **extra: Any,
     ) -> GenerateOutput:
         from transformers import set_seed
 
@@ -236,7 +296,6 @@ class Engine:
         if plan.seed is not None:
             set_seed(plan.seed)
         loop = decoding_loop(config, streamer)
-        extra: dict[str, Any] = {}
         if loop is not None:
             # generate does not hand a callable custom_generate the tokenizer stop strings need.
             config, extra["stopping_criteria"] = stop_string_criteria(config, self.tokenizer)
@@ -332,6 +391,20 @@ def _check_decoding(config: GenerationConfig) -> None:
         decoding_loop(config, None)
     except DecodingSettingsError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _reuses_cache(config: GenerationConfig, model: Any) -> bool:
+    """Only transformers' own greedy and sampling loops take a cache that already holds a prefix."""
+    from transformers.generation.configuration_utils import GenerationMode
+
+    mode = config.get_generation_mode()
+    return (
+        mode in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE)
+        and config.use_cache is not False
+        and config.cache_implementation in (None, "dynamic")
+        and model._supports_default_dynamic_cache()
+        and not model.config.is_encoder_decoder
+    )
 
 
 def _trim(ids: list[int], eos: set[int], pad: int | None) -> list[int]:
