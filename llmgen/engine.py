@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from llmgen import models, settings
 from llmgen.errors import UsageError
 from llmgen.presets import ResolvedPreset
+from llmgen.speculative import count_drafts
 from llmgen.streaming import TextCallbackStreamer, find_stop
+from llmgen.tokens import TokenInfo, token_details
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig
@@ -45,6 +47,7 @@ class Plan:
     strategy: str
     warnings: tuple[str, ...] = ()
     seed: int | None = None
+    assistant: str | None = None
 
     @property
     def streams(self) -> bool:
@@ -71,6 +74,7 @@ class Result:
     all_token_ids: list[list[int]] | None = None
     finish_reasons: list[str] | None = None
     scores: list[float] | None = None
+    tokens: list[TokenInfo] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -89,6 +93,7 @@ class Engine:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.info = loaded.info
+        self._assistants: dict[str, tuple[Any, Any | None]] = {}
 
     @classmethod
     def load(cls, spec: str, **kwargs: Any) -> Engine:
@@ -118,7 +123,33 @@ class Engine:
         base = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, **self.model_defaults()}
         config, warnings = settings.build_config(base, preset.generation, *overrides)
         strategy = settings.strategy_of(config.to_dict(), preset.assistant_model)
-        return Plan(config, preset.name, strategy, tuple(warnings), seed)
+        if preset.assistant_model and (config.num_beams or 1) > 1:
+            raise UsageError(f"preset {preset.name}: assisted decoding works with greedy or sampling, not beams")
+        return Plan(config, preset.name, strategy, tuple(warnings), seed, preset.assistant_model)
+
+    def assistant(self, spec: str) -> tuple[Any, Any | None]:
+        """The draft model for assisted decoding, loaded once on the engine's device and dtype.
+
+        Returns the model and, when its vocabulary differs from the main model's, its tokenizer
+        (transformers then translates between the two).
+        """
+        if spec not in self._assistants:
+            loaded = models.load(spec, quant=self.info.quant, device=self.info.device, dtype=self.info.dtype)
+            same = loaded.tokenizer.get_vocab() == self.tokenizer.get_vocab()
+            self._assistants[spec] = (loaded.model, None if same else loaded.tokenizer)
+        return self._assistants[spec]
+
+    def score(self, prompt: list[int], completion: list[int]) -> list[float]:
+        """Log-probability of each completion token under the model, from one forward pass over both."""
+        import torch
+
+        if not completion:
+            return []
+        ids = torch.tensor([prompt + completion], device=self.model.device)
+        with torch.no_grad():
+            logits = self.model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+        target = torch.tensor(completion, device=logits.device)[:, None]
+        return logits.log_softmax(-1).gather(-1, target).squeeze(-1).tolist()
 
     def encode(self, request: Request) -> list[int]:
         """Prompt token ids: through the chat template, or the plain text with `raw` (or no template)."""
@@ -140,10 +171,13 @@ class Engine:
         request: Request | list[int],
         plan: Plan,
         on_text: Callable[[str], None] | None = None,
+        inspect: int | None = None,
     ) -> Result:
         """Generate for one request, streaming visible text to `on_text` when the strategy can.
 
-        Ctrl-C stops generation and returns what was produced, with finish_reason "interrupted".
+        With `inspect` set, `Result.tokens` gives each new token's log-probability under the model and
+        its `inspect` likeliest alternatives. Ctrl-C stops generation and returns what was produced,
+        with finish_reason "interrupted".
         """
         prompt = request if isinstance(request, list) else self.encode(request)
         config = self._fit_context(plan.config, len(prompt))
@@ -153,7 +187,8 @@ class Engine:
         input_ids = torch.tensor([prompt], device=self.model.device)
         start = time.perf_counter()
         try:
-            output = self._generate(input_ids, torch.ones_like(input_ids), config, plan, streamer)
+            with count_drafts(self.model) as drafts:
+                output = self._generate(input_ids, torch.ones_like(input_ids), config, plan, streamer, inspect)
         except KeyboardInterrupt:
             if streamer is None:
                 raise
@@ -168,7 +203,13 @@ class Engine:
             )
         total = time.perf_counter() - start
         ttft = streamer.first_token_at - start if streamer and streamer.first_token_at else None
-        return self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft)[0]
+        result = self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft)[0]
+        if drafts.rounds:
+            result.extra["drafts"] = drafts
+        if inspect is not None:
+            result.tokens = token_details(self.model, self.tokenizer, output, input_ids.shape[1], inspect)
+            del result.tokens[len(result.token_ids) :]
+        return result
 
     def generate_batch(self, requests: Sequence[Request | list[int]], plan: Plan) -> list[Result]:
         """Generate for several requests at once, left-padded; each row matches its own run."""
@@ -197,13 +238,18 @@ class Engine:
         config.max_new_tokens = room
         return config
 
-    def _generate(self, input_ids, attention_mask, config, plan: Plan, streamer):  # noqa: ANN001, ANN202
+    def _generate(self, input_ids, attention_mask, config, plan: Plan, streamer, inspect=None):  # noqa: ANN001, ANN202
         from llmgen.decoding import decoding_loop
         from transformers import set_seed
 
         if plan.seed is not None:
             set_seed(plan.seed)
         loop = decoding_loop(config, streamer)
+        extra: dict[str, Any] = {"custom_generate": loop} if loop is not None else {}
+        if plan.assistant:
+            extra["assistant_model"], assistant_tokenizer = self.assistant(plan.assistant)
+            if assistant_tokenizer is not None:
+                extra["assistant_tokenizer"] = assistant_tokenizer
         return self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -212,7 +258,8 @@ class Engine:
             tokenizer=self.tokenizer,
             return_dict_in_generate=True,
             output_scores=(config.num_beams or 1) > 1 or bool(config.output_scores),
-            **({"custom_generate": loop} if loop is not None else {}),
+            output_logits=inspect is not None or bool(config.output_logits),
+            **extra,
         )
 
     def _results(self, output, prompt_lens, width, config, plan, total, ttft) -> list[Result]:  # noqa: ANN001
