@@ -6,6 +6,7 @@ torch and transformers are imported only inside commands that load a model, so `
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import typer
 from llmgen import console
 from llmgen.config import DType, Quant
 from llmgen.errors import LlmgenError, UsageError
-from llmgen.options import Options, Session, shared_options
+from llmgen.options import GEN_PANEL, OUT_PANEL, Options, Session, shared_options
 
 if TYPE_CHECKING:
     from llmgen.engine import Plan, Result
@@ -48,31 +49,85 @@ def read_prompt(prompt: str | None) -> str:
 def run(
     prompt: Annotated[Optional[str], typer.Argument(help="The prompt; omitted or '-' reads stdin.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of text.")] = False,
+    n_best: Annotated[
+        Optional[int],
+        typer.Option("--n-best", min=1, metavar="K", help="Beam presets: the K best beams with their scores.",
+                     rich_help_panel=GEN_PANEL),
+    ] = None,
+    inspect: Annotated[
+        bool,
+        typer.Option("--inspect", help="Show each generated token with its probability (instead of streaming).",
+                     rich_help_panel=OUT_PANEL),
+    ] = False,
+    top_alternatives: Annotated[
+        int,
+        typer.Option("--top-alternatives", min=0, metavar="N",
+                     help="With --inspect: the N likeliest tokens at each step (implies --inspect).",
+                     rich_help_panel=OUT_PANEL),
+    ] = 0,
+    assistant: Annotated[
+        Optional[str],
+        typer.Option("--assistant", metavar="MODEL", help="Draft model for assisted (speculative) decoding.",
+                     rich_help_panel=GEN_PANEL),
+    ] = None,
     opts: Options = None,  # type: ignore[assignment]
 ) -> None:
     """Generate one answer, streamed to stdout."""
     from llmgen.engine import Request
+    from llmgen.speculative import versus_plain
 
     text = read_prompt(prompt)
     if not text.strip():
         raise UsageError("the prompt is empty")
     session = Session.open(opts, lambda d: d.preset)
+    if assistant:
+        session.preset = dataclasses.replace(session.preset, assistant_model=assistant)
     plan = session.plan(seed=opts.seed)
+    if n_best:
+        plan = session.plan(_n_best_settings(plan, n_best), seed=opts.seed)
     _report_plan(session, plan, opts)
     request = Request(prompt=text, system=session.system, raw=opts.raw)
+    prompt_ids = session.engine.encode(request)
+    inspect_top = top_alternatives if inspect or top_alternatives else None
 
-    stream = plan.streams and not json_output
-    result = session.engine.generate(request, plan, on_text=console.out if stream else None)
+    stream = plan.streams and not json_output and inspect_top is None
+    result = session.engine.generate(prompt_ids, plan, on_text=console.out if stream else None, inspect=inspect_top)
+    drafting = versus_plain(session.engine, prompt_ids, plan, result) if opts.stats else None
     if json_output:
-        console.out(json.dumps(run_json(session, plan, result), ensure_ascii=False) + "\n")
+        obj = run_json(session, plan, result)
+        if result.tokens is not None:
+            obj["tokens"] = [t.as_dict() for t in result.tokens]
+        if drafting is not None:
+            obj["drafts"] = drafting.as_dict()
+        console.out(json.dumps(obj, ensure_ascii=False) + "\n")
+    elif result.tokens is not None:
+        if result.texts:
+            console.out(_beams_text(result) + "\n")
+        from llmgen.tokens import render
+
+        render(result.tokens, console.stdout_console())
     elif not stream:
         console.out(_beams_text(result))
-    if not json_output and console.stdout_is_terminal():
+    if not json_output and result.tokens is None and console.stdout_is_terminal():
         console.out("\n")
     if opts.stats or opts.verbose:
         console.note(console.stats_line(result, plan.config.max_new_tokens))
+    if drafting is not None:
+        console.note(drafting.line())
     if result.finish_reason == "interrupted":
         raise typer.Exit(130)
+
+
+def _n_best_settings(plan: Plan, k: int) -> dict[str, int]:
+    """`--n-best K`: K return sequences from a beam preset with at least K beams."""
+    beams = plan.config.num_beams or 1
+    if beams < 2:
+        raise UsageError(f"--n-best needs a beam search preset; '{plan.preset}' is {plan.strategy}",
+                         hint="try --preset beam")
+    if k > beams:
+        raise UsageError(f"--n-best {k} needs at least {k} beams; '{plan.preset}' has {beams}",
+                         hint=f"add --num-beams {k}")
+    return {"num_beams": beams, "num_return_sequences": k}
 
 
 def _beams_text(result: Result) -> str:
@@ -199,7 +254,14 @@ def presets_list() -> None:
 
 
 @presets_app.command("show")
-def presets_show(name: Annotated[str, typer.Argument(help="Preset name or YAML path.")]) -> None:
+def presets_show(
+    name: Annotated[str, typer.Argument(help="Preset name or YAML path.")],
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Also: the method that runs, the logits processors and stopping criteria "
+                     "transformers builds, in order, and the settings this strategy ignores."),
+    ] = False,
+) -> None:
     """One preset resolved: its YAML, its extends chain, the settings it amounts to and its strategy."""
     from rich.console import Console
     from rich.syntax import Syntax
@@ -223,8 +285,72 @@ def presets_show(name: Annotated[str, typer.Argument(help="Preset name or YAML p
     for extra in ("quant", "system", "assistant_model"):
         if getattr(preset, extra):
             show.print(f"  ({extra}: {getattr(preset, extra)!r})")
-    for warning in warnings:
-        console.warning(warning)
+    if explain:
+        _explain(preset, show)
+    else:
+        for warning in warnings:
+            console.warning(warning)
+
+
+def _explain(preset: Any, show: Any) -> None:
+    from rich.markup import escape
+
+    from llmgen.explain import explain
+
+    found = explain(preset)
+    show.print(f"\n[bold]runs[/]: {escape(found.runs)}")
+    show.print("[bold]logits processors[/], applied in this order:")
+    for n, processor in enumerate(found.processors, 1):
+        show.print(f"  {n}. {escape(processor)}")
+    if not found.processors:
+        show.print("  none: the model's own scores are used as they are")
+    show.print("[bold]stopping criteria[/] (lengths count from the end of the prompt):")
+    for n, criterion in enumerate(found.criteria, 1):
+        show.print(f"  {n}. {escape(criterion)}")
+    show.print("[bold]ignored settings[/]:")
+    for line in found.ignored:
+        show.print(f"  [yellow]- {escape(line)}[/]")
+    if not found.ignored:
+        show.print("  none")
+
+
+@app.command()
+@shared_options
+def compare(
+    prompt: Annotated[Optional[str], typer.Argument(help="The prompt; omitted or '-' reads stdin.")] = None,
+    preset_names: Annotated[
+        Optional[str],
+        typer.Option("--presets", metavar="A,B,C",
+                     help="Presets to compare (default: each built-in strategy preset); 'assisted' with --assistant."),
+    ] = None,
+    assistant: Annotated[
+        Optional[str],
+        typer.Option("--assistant", metavar="MODEL", help="Also compare greedy decoding drafted by this model."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of a table.")] = False,
+    opts: Options = None,  # type: ignore[assignment]
+) -> None:
+    """The same prompt under several presets, side by side, with measures of each output."""
+    from llmgen import compare as comparing
+    from llmgen.engine import Request
+    from llmgen.settings import check
+
+    text = read_prompt(prompt)
+    if not text.strip():
+        raise UsageError("the prompt is empty")
+    chosen = comparing.choose(preset_names, assistant)
+    for preset in chosen:
+        check(preset.generation, str(preset.chain[0].path))
+    session = Session.open(opts, lambda d: d.preset)
+    outcomes = comparing.run(session, Request(prompt=text, system=opts.system, raw=opts.raw), chosen, opts.seed)
+    if json_output:
+        obj = comparing.as_json(text, session.engine.info.model, outcomes)
+        console.out(json.dumps(obj, ensure_ascii=False) + "\n")
+    else:
+        comparing.render(text, outcomes, console.stdout_console())
+    if opts.stats or opts.verbose:
+        for outcome in outcomes:
+            console.note(f"{outcome.preset}: " + console.stats_line(outcome.result, None))
 
 
 @app.command()

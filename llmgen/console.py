@@ -72,3 +72,8 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def stdout_console() -> Console:
+    """A rich console on stdout, for output that is itself the product (tables, token inspection)."""
+    return Console(highlight=False)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from llmgen import models, settings
 from llmgen.errors import UsageError
 from llmgen.presets import ResolvedPreset
+from llmgen.speculative import count_drafts
 from llmgen.streaming import TextCallbackStreamer, find_stop
+from llmgen.tokens import TokenInfo, token_details
 
 if TYPE_CHECKING:
     import torch
@@ -49,6 +51,7 @@ class Plan:
     strategy: str
     warnings: tuple[str, ...] = ()
     seed: int | None = None
+    assistant: str | None = None
 
     @property
     def streams(self) -> bool:
@@ -85,6 +88,7 @@ class Result:
     all_token_ids: list[list[int]] | None = None
     finish_reasons: list[str] | None = None
     scores: list[float] | None = None
+    tokens: list[TokenInfo] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -147,6 +151,7 @@ class Engine:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.info = loaded.info
+        self._assistants: dict[str, tuple[Any, Any | None]] = {}
 
     @classmethod
     def load(cls, spec: str, **kwargs: Any) -> Engine:
@@ -186,7 +191,33 @@ class Engine:
         config, warnings = settings.build_config(base, preset.generation, *overrides)
         strategy = settings.strategy_of(config.to_dict(), preset.assistant_model)
         _check_decoding(config)
-        return Plan(config, preset.name, strategy, tuple(warnings), seed)
+        if preset.assistant_model and (config.num_beams or 1) > 1:
+            raise UsageError(f"preset {preset.name}: assisted decoding works with greedy or sampling, not beams")
+        return Plan(config, preset.name, strategy, tuple(warnings), seed, preset.assistant_model)
+
+    def assistant(self, spec: str) -> tuple[Any, Any | None]:
+        """The draft model for assisted decoding, loaded once on the engine's device and dtype.
+
+        Returns the model and, when its vocabulary differs from the main model's, its tokenizer
+        (transformers then translates between the two).
+        """
+        if spec not in self._assistants:
+            loaded = models.load(spec, quant=self.info.quant, device=self.info.device, dtype=self.info.dtype)
+            same = loaded.tokenizer.get_vocab() == self.tokenizer.get_vocab()
+            self._assistants[spec] = (loaded.model, None if same else loaded.tokenizer)
+        return self._assistants[spec]
+
+    def score(self, prompt: list[int], completion: list[int]) -> list[float]:
+        """Log-probability of each completion token under the model, from one forward pass over both."""
+        import torch
+
+        if not completion:
+            return []
+        ids = torch.tensor([prompt + completion], device=self.model.device)
+        with torch.no_grad():
+            logits = self.model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+        target = torch.tensor(completion, device=logits.device)[:, None]
+        return logits.log_softmax(-1).gather(-1, target).squeeze(-1).tolist()
 
     def encode(self, request: Request) -> list[int]:
         """Prompt token ids: through the chat template, or the plain text with `raw` (or no template)."""
@@ -209,12 +240,15 @@ class Engine:
         plan: Plan,
         on_text: Callable[[str], None] | None = None,
         cache: PrefixCache | None = None,
+        inspect: int | None = None,
     ) -> Result:
         """Generate for one request, streaming visible text to `on_text` when the strategy can.
 
         With a `cache`, the keys and values of the prompt's prefix that the cache holds are reused
-        (greedy and sampling only) and the cache is left holding this generation's. Ctrl-C stops
-        generation and returns what was produced, with finish_reason "interrupted".
+        (greedy and sampling only) and the cache is left holding this generation's. With `inspect`
+        set, `Result.tokens` gives each new token's log-probability under the model and its `inspect`
+        likeliest alternatives. Ctrl-C stops generation and returns what was produced, with
+        finish_reason "interrupted".
         """
         prompt = request if isinstance(request, list) else self.encode(request)
         config = self._fit_context(plan.config, len(prompt))
@@ -228,7 +262,10 @@ class Engine:
         input_ids = torch.tensor([prompt], device=self.model.device)
         start = time.perf_counter()
         try:
-            output = self._generate(input_ids, torch.ones_like(input_ids), config, plan, streamer, **extra)
+            with count_drafts(self.model) as drafts:
+                output = self._generate(
+                    input_ids, torch.ones_like(input_ids), config, plan, streamer, inspect, **extra
+                )
         except BaseException as exc:
             if past is not None:
                 cache.clear()  # a generation cut short leaves the layers at different lengths
@@ -251,6 +288,11 @@ class Engine:
         ttft = streamer.first_token_at - start if streamer and streamer.first_token_at else None
         result = self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft)[0]
         result.extra["cached_tokens"] = reused
+        if drafts.rounds:
+            result.extra["drafts"] = drafts
+        if inspect is not None:
+            result.tokens = token_details(self.model, self.tokenizer, output, input_ids.shape[1], inspect)
+            del result.tokens[len(result.token_ids) :]
         return result
 
     def generate_batch(self, requests: Sequence[Request | list[int]], plan: Plan) -> list[Result]:
@@ -287,6 +329,7 @@ class Engine:
         config: GenerationConfig,
         plan: Plan,
         streamer: TextCallbackStreamer | None,
+        inspect: int | None = None,
         **extra: Any,
     ) -> GenerateOutput:
         from transformers import set_seed
@@ -300,6 +343,10 @@ class Engine:
             # generate does not hand a callable custom_generate the tokenizer stop strings need.
             config, extra["stopping_criteria"] = stop_string_criteria(config, self.tokenizer)
             extra["custom_generate"] = loop
+        if plan.assistant:
+            extra["assistant_model"], assistant_tokenizer = self.assistant(plan.assistant)
+            if assistant_tokenizer is not None:
+                extra["assistant_tokenizer"] = assistant_tokenizer
         try:
             return self.model.generate(
                 input_ids=input_ids,
@@ -309,6 +356,7 @@ class Engine:
                 tokenizer=self.tokenizer,
                 return_dict_in_generate=True,
                 output_scores=(config.num_beams or 1) > 1 or bool(config.output_scores),
+                output_logits=inspect is not None or bool(config.output_logits),
                 **extra,
             )
         except DecodingSettingsError as exc:  # settings that depend on the model, e.g. DoLa layers

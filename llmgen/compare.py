@@ -1,0 +1,161 @@
+"""`llmgen compare`: one prompt under several presets on one loaded model, with measures of each output.
+
+The measures are plain functions of token id lists (tested on hand-made lists). They count every new
+token the model produced, the final eos included, so `new_tokens` is the length the others are over.
+`mean_logprob` is the model's own view of the output: one forward pass over prompt and output,
+whatever strategy produced it, so outputs of different strategies are scored alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmgen import presets
+from llmgen.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from llmgen.engine import Request, Result
+    from llmgen.options import Session
+    from llmgen.presets import ResolvedPreset
+
+REPETITION_N = 4
+ASSISTED_NAME = "assisted"
+BASE_OF_ASSISTED = "greedy"
+
+
+def ngrams(tokens: Sequence[int], n: int) -> list[tuple[int, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct(tokens: Sequence[int], n: int) -> float | None:
+    """Share of the n-grams that are unique (distinct-n); None when the output has no n-gram."""
+    grams = ngrams(tokens, n)
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def repetition(tokens: Sequence[int], n: int = REPETITION_N) -> float | None:
+    """Share of the n-grams that repeat an earlier one: 0 for no loop, near 1 for a stuck output."""
+    share = distinct(tokens, n)
+    return None if share is None else 1.0 - share
+
+
+def mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+@dataclass
+class Outcome:
+    """One preset's output and its measures."""
+
+    preset: str
+    strategy: str
+    result: Result
+    logprobs: list[float]
+
+    def measures(self) -> dict[str, Any]:
+        ids = self.result.token_ids
+        return {
+            "new_tokens": len(ids),
+            "seconds": round(self.result.total_s, 4),
+            "tokens_per_s": round(len(ids) / self.result.total_s, 2) if self.result.total_s > 0 else 0.0,
+            "distinct_1": _round(distinct(ids, 1)),
+            "distinct_2": _round(distinct(ids, 2)),
+            "repetition_4gram": _round(repetition(ids)),
+            "mean_logprob": _round(mean(self.logprobs)),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "strategy": self.strategy,
+            "text": self.result.text,
+            "token_ids": self.result.token_ids,
+            "measures": self.measures(),
+        }
+
+
+def default_presets() -> list[str]:
+    """Every built-in preset named after the strategy it selects: one per strategy, greedy first."""
+    names = []
+    for path in sorted(presets.builtin_dir().glob("*.yaml")):
+        preset = presets.resolve(str(path))
+        if preset.name == preset.strategy:
+            names.append(preset.name)
+    return sorted(names, key=lambda name: (name != BASE_OF_ASSISTED, name))
+
+
+def choose(names: str | None, assistant: str | None) -> list[ResolvedPreset]:
+    """The presets to compare, resolved before any model loads; `--assistant` adds greedy drafted by it."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else default_presets()
+    if not wanted:
+        raise UsageError("--presets is empty", hint="give preset names separated by commas")
+    chosen = [presets.resolve(name) for name in wanted if name != ASSISTED_NAME]
+    if assistant:
+        base = presets.resolve(BASE_OF_ASSISTED)
+        chosen.append(dataclasses.replace(base, name=ASSISTED_NAME, assistant_model=assistant))
+    elif ASSISTED_NAME in wanted:
+        raise UsageError("'assisted' in --presets needs a draft model", hint="add --assistant MODEL")
+    return chosen
+
+
+def run(session: Session, request: Request, chosen: Sequence[ResolvedPreset], seed: int | None) -> list[Outcome]:
+    """Each preset on the same prompt (with its own system prompt unless one was given), one model.
+
+    A 1-token warm-up comes first so that the first preset's time is not the one-off start-up cost.
+    """
+    from llmgen import console
+
+    engine = session.engine
+    engine.generate(request, engine.plan(presets.resolve(BASE_OF_ASSISTED), {"max_new_tokens": 1}))
+    outcomes = []
+    for preset in chosen:
+        plan = session.plan(seed=seed, preset=preset)
+        system = request.system if request.system is not None else preset.system
+        prompt_ids = engine.encode(dataclasses.replace(request, system=system))
+        with console.err.status(f"{preset.name} ({plan.strategy})…"):
+            result = engine.generate(prompt_ids, plan)
+            logprobs = engine.score(prompt_ids, result.token_ids)
+        outcomes.append(Outcome(preset.name, plan.strategy, result, logprobs))
+    return outcomes
+
+
+def as_json(prompt: str, model: str, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """The `compare --json` object."""
+    return {"prompt": prompt, "model": model, "results": [o.as_dict() for o in outcomes]}
+
+
+def render(prompt: str, outcomes: Sequence[Outcome], console: Console) -> None:
+    """One row per preset: its output, wrapped, beside its measures."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(prompt), show_lines=True, expand=True)
+    table.add_column("preset", no_wrap=True)
+    table.add_column("output", ratio=1, overflow="fold")
+    table.add_column("measures", no_wrap=True)
+    for outcome in outcomes:
+        m = outcome.measures()
+        lines = [
+            f"{m['new_tokens']} tokens · {m['seconds']:.2f} s",
+            f"{m['tokens_per_s']:.1f} tokens/s",
+            f"distinct-1 {_show(m['distinct_1'])}",
+            f"distinct-2 {_show(m['distinct_2'])}",
+            f"repeated 4-grams {_show(m['repetition_4gram'])}",
+            f"mean logprob {_show(m['mean_logprob'])}",
+        ]
+        name = f"[bold]{escape(outcome.preset)}[/]\n[dim]{escape(outcome.strategy)}[/]"
+        table.add_row(name, escape(outcome.result.text), "\n".join(lines))
+    console.print(table)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _show(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
