@@ -71,7 +71,7 @@ def test_an_existing_output_is_not_overwritten_without_resume(cli, tmp_path: Pat
 
 
 def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_file(reference, tmp_path: Path) -> None:
-    from conftest import LLMGEN
+    from tests.conftest import LLMGEN
 
     source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(INPUT)
