@@ -19,9 +19,9 @@ from llmgen.errors import UsageError
 from llmgen.presets import ResolvedPreset
 
 STAND_IN_EOS = 0
-# Parameters that describe the stand-in model or tokenizer, not the preset.
+# Parameters that describe the stand-in model or tokenizer (its eos id too), not the preset.
 STAND_IN_PARAMS = {"max_position_embeddings", "max_valid_positions", "max_valid_end_lens", "maximum_token_len",
-                   "num_stop_strings", "target_lens", "filter_value"}
+                   "num_stop_strings", "target_lens", "filter_value", "eos_token_id"}
 # Strategy-selecting settings transformers drops without a word when another strategy wins.
 ONLY_UNDER = {
     "penalty_alpha": ("contrastive_search", "only contrastive search uses it (with top_k > 1, no sampling, no beams)"),
