@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmgen import presets, settings
+from llmgen.config import format_validation_error
 from llmgen.engine import PrefixCache, Request
 from llmgen.errors import UsageError
 
@@ -268,9 +269,7 @@ def read_transcript(path: Path) -> Transcript:
     try:
         saved = Transcript(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise UsageError(f"{path}: {where}: {err['msg']}") from None
+        raise UsageError(f"{path}: {format_validation_error(exc, list(Transcript.model_fields))}") from None
     if saved.format != TRANSCRIPT_FORMAT:
         raise UsageError(f"{path}: unknown transcript format '{saved.format}' (expected {TRANSCRIPT_FORMAT})")
     roles = [m.role for m in saved.messages]
