@@ -96,12 +96,15 @@ def dola_decoding(
     if records.wants_attentions:
         model_kwargs["output_attentions"] = True
     outputs = prefill(model, input_ids, generation_config, model_kwargs)
+    chosen_layers: list[list[int]] = []  # per step, per row: the premature layer DoLa contrasted with
     while True:
         final = outputs.logits[:, -1, :].to(copy=True, dtype=torch.float32)
         early = [lm_head(outputs.hidden_states[i][:, -1, :]).to(final.device) for i in layers]
         model_kwargs = advance(model, outputs, model_kwargs)
 
-        logits = contrast_layers(early, final).to(input_ids.device)
+        logits, choice = contrast_layers(early, final)
+        logits = logits.to(input_ids.device)
+        chosen_layers.append([layers[i] for i in choice.tolist()])
         scores = logits_processor(input_ids, logits)
         records.add(scores, final, outputs.attentions, outputs.hidden_states)
         if generation_config.do_sample:
@@ -117,13 +120,20 @@ def dola_decoding(
 
     if streamer is not None:
         streamer.end()
-    return decoder_only_output(input_ids, records, cache_of(model_kwargs))
+    output = decoder_only_output(input_ids, records, cache_of(model_kwargs))
+    if not isinstance(output, torch.Tensor):
+        output.premature_layers = chosen_layers  # read by `llmgen run --inspect`
+    return output
 
 
-def contrast_layers(early: list[torch.Tensor], final: torch.Tensor) -> torch.Tensor:
-    """log p_final - log p_premature over the plausible tokens, the premature layer picked per row by JS divergence."""
+def contrast_layers(early: list[torch.Tensor], final: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p_final - log p_premature over the plausible tokens, the premature layer picked per row by JS divergence.
+
+    Returns the contrasted logits and, per row, the position in `early` of the layer picked.
+    """
     if len(early) == 1:
         base = early[0]
+        choice = torch.zeros(final.shape[0], dtype=torch.long)
     else:
         stacked = torch.stack(early, dim=0)  # (layers, batch, vocab)
         mature_probs = F.softmax(final, dim=-1)
@@ -135,7 +145,7 @@ def contrast_layers(early: list[torch.Tensor], final: torch.Tensor) -> torch.Ten
         choice = js.argmax(dim=0)
         base = stacked[choice, torch.arange(final.shape[0], device=final.device)]
     final, base = relative_top_filter(final, base)
-    return final - base
+    return final - base, choice
 
 
 def relative_top_filter(

@@ -120,3 +120,11 @@ def test_compare_runs_every_strategy_preset_and_measures_each_output(builtin_eng
     assert by_name["prompt-lookup"].result.token_ids == by_name["greedy"].result.token_ids
     again = compare.run(session, request, compare.choose("sampling", None), seed=11)
     assert again[0].result.token_ids == by_name["sampling"].result.token_ids  # --seed repeats sampling
+
+
+def test_inspect_under_dola_reports_the_premature_layer_of_each_step(builtin_engine, prompt):
+    result = builtin_engine.generate(prompt, plan(builtin_engine, "dola"), inspect=0)
+    high = set(range(15, 30, 2))  # dola_layers "high" on the 30-layer built-in model
+    layers = [t.dola_layer for t in result.tokens]
+    assert len(layers) == N and set(layers) <= high
+    assert all("dola_layer" in t.as_dict() for t in result.tokens)
