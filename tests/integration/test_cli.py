@@ -145,3 +145,19 @@ def test_extends_cycle_exits_2(cli, user_dirs: Path) -> None:
     (user / "b.yaml").write_text("extends: a\n")
     proc = cli("run", "hi", "-p", "a")
     assert proc.returncode == 2 and "cycle" in proc.stderr
+
+
+def test_ctrl_c_keeps_what_was_streamed_and_exits_130() -> None:
+    import os
+    import signal
+
+    from tests.conftest import LLMGEN
+
+    proc = subprocess.Popen([str(LLMGEN), "run", "Write a long story about a dragon.", "-n", "400", "--stats"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    first = proc.stdout.read(20)  # streaming has begun
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert len(first + rest) >= 20 and b"Traceback" not in err
+    assert b"finish: interrupted" in err
