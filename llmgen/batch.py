@@ -348,7 +348,7 @@ def _cached(cache: OrderedDict[str, Any], key: str) -> Any:
         cache.popitem(last=False)
     value = cache[key]
     if isinstance(value, UsageError):
-        raise value
+        raise value.with_traceback(None)  # each raise would otherwise grow one traceback, holding every frame
     return value
 
 

@@ -212,3 +212,22 @@ def test_property_every_line_gives_one_output_record_through_the_whole_pipeline(
     assert all(("error" in r) != ("text" in r) for r in out)
     assert summary.records == len(out)
     json.dumps(out)
+
+
+def test_memory_stays_flat_over_many_records(tiny_engine) -> None:
+    """Only the ids are kept (for duplicates and resume): no record, plan or traceback piles up."""
+    import tracemalloc
+
+    from batch_helpers import session_for
+
+    def kept_bytes(n: int) -> int:
+        data = jsonl(*({"id": i, "prompt": "hello " * 20, "preset": "no-such-preset"} for i in range(n)))
+        session, opts = session_for(tiny_engine)
+        tracemalloc.start()
+        batch.process(session, opts, io.BytesIO(data), io.BytesIO(), None)
+        kept = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        return kept
+
+    small, large = kept_bytes(500), kept_bytes(10_000)
+    assert (large - small) / 9_500 < 400  # bytes a record: about what its id costs
