@@ -342,7 +342,7 @@ def compare(
     for preset in chosen:
         check(preset.generation, str(preset.chain[0].path))
     session = Session.open(opts, lambda d: d.preset)
-    outcomes = comparing.run(session, Request(prompt=text, system=opts.system, raw=opts.raw), chosen, opts.seed)
+    outcomes = comparing.run(session, Request(prompt=text, system=session.system, raw=opts.raw), chosen, opts.seed)
     if json_output:
         obj = comparing.as_json(text, session.engine.info.model, outcomes)
         console.out(json.dumps(obj, ensure_ascii=False) + "\n")
