@@ -15,21 +15,53 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from llmgen import console
-from llmgen.config import DType, Quant
 from llmgen.errors import LlmgenError, UsageError
-from llmgen.options import GEN_PANEL, OUT_PANEL, Options, Session, shared_options
+from llmgen.options import (
+    GEN_PANEL,
+    OUT_PANEL,
+    Command,
+    Group,
+    ModelOptions,
+    Options,
+    Session,
+    complete_preset,
+    complete_preset_list,
+    model_options,
+    shared_options,
+)
 
 if TYPE_CHECKING:
     from llmgen.engine import Plan, Result
 
 app = typer.Typer(
     name="llmgen",
+    cls=Group,
     help="Generate text with open language models on your own machine.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-presets_app = typer.Typer(help="List and inspect decoding presets.", no_args_is_help=True)
+presets_app = typer.Typer(cls=Group, help="List and inspect decoding presets.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
+
+
+def _print_version(value: bool) -> None:
+    """`--version`: from the installed package's metadata, before anything heavy is imported."""
+    if value:
+        from llmgen import __version__
+
+        console.out(f"llmgen {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print llmgen's version and exit."),
+    ] = False,
+) -> None:
+    """Options of llmgen itself, before any command."""
 
 
 def read_prompt(prompt: str | None) -> str:
@@ -44,10 +76,12 @@ def read_prompt(prompt: str | None) -> str:
         raise UsageError(f"stdin is not valid UTF-8 (byte {exc.start})") from None
 
 
-@app.command()
+@app.command(cls=Command)
 @shared_options
 def run(
-    prompt: Annotated[Optional[str], typer.Argument(help="The prompt; omitted or '-' reads stdin.")] = None,
+    prompt: Annotated[
+        Optional[str], typer.Argument(metavar="PROMPT", help="The prompt; omitted or '-' reads stdin.")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of text.")] = False,
     n_best: Annotated[
         Optional[int],
@@ -181,27 +215,18 @@ def _report_plan(session: Session, plan: Plan, opts: Options) -> None:
             console.warning(warning)
 
 
-@app.command()
+@app.command(cls=Command)
+@model_options
 def info(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model spec (default: builtin).")] = None,
-    quant: Annotated[Optional[Quant], typer.Option()] = None,
-    device: Annotated[Optional[str], typer.Option()] = None,
-    dtype: Annotated[Optional[DType], typer.Option()] = None,
-    trust_remote_code: Annotated[bool, typer.Option()] = False,
-    json_output: Annotated[bool, typer.Option("--json")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object on stdout instead of a table.")
+    ] = False,
+    opts: ModelOptions = None,  # type: ignore[assignment]
 ) -> None:
     """Show the resolved model: source, size, dtype, quantization, device, memory, context."""
     from llmgen.config import load_defaults
-    from llmgen.engine import Engine
 
-    defaults = load_defaults()
-    engine = Engine.load(
-        model or defaults.model,
-        quant=quant or defaults.quant,
-        device=device or defaults.device,
-        dtype=dtype or defaults.dtype,
-        trust_remote_code=trust_remote_code,
-    )
+    engine = opts.load(load_defaults())
     data = engine.info.as_dict()
     if json_output:
         console.out(json.dumps(data) + "\n")
@@ -228,7 +253,7 @@ def info(
     Console().print(table)
 
 
-@presets_app.command("list")
+@presets_app.command("list", cls=Command)
 def presets_list() -> None:
     """Every preset: built-in and yours (~/.config/llmgen/presets), with the strategy it selects."""
     from llmgen import presets
@@ -253,9 +278,11 @@ def presets_list() -> None:
     Console().print(table)
 
 
-@presets_app.command("show")
+@presets_app.command("show", cls=Command)
 def presets_show(
-    name: Annotated[str, typer.Argument(help="Preset name or YAML path.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", autocompletion=complete_preset, help="Preset name or YAML path.")
+    ],
     explain: Annotated[
         bool,
         typer.Option("--explain", help="Also: the method that runs, the logits processors and stopping criteria "
@@ -314,13 +341,15 @@ def _explain(preset: Any, show: Any) -> None:
         show.print("  none")
 
 
-@app.command()
+@app.command(cls=Command)
 @shared_options
 def compare(
-    prompt: Annotated[Optional[str], typer.Argument(help="The prompt; omitted or '-' reads stdin.")] = None,
+    prompt: Annotated[
+        Optional[str], typer.Argument(metavar="PROMPT", help="The prompt; omitted or '-' reads stdin.")
+    ] = None,
     preset_names: Annotated[
         Optional[str],
-        typer.Option("--presets", metavar="A,B,C",
+        typer.Option("--presets", metavar="A,B,C", autocompletion=complete_preset_list,
                      help="Presets to compare (default: each built-in strategy preset); 'assisted' with --assistant."),
     ] = None,
     assistant: Annotated[
@@ -353,13 +382,23 @@ def compare(
             console.note(f"{outcome.preset}: " + console.stats_line(outcome.result, None))
 
 
-@app.command()
+@app.command(cls=Command)
 @shared_options
 def batch(
-    input: Annotated[str, typer.Argument(help="JSONL file of records ({\"id\", \"prompt\"|\"messages\", ...}); '-' reads stdin.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="JSONL file for the results; '-' (default) is stdout.")] = "-",
-    batch_size: Annotated[str, typer.Option(help="Records per generate call, or 'auto' (from free memory).")] = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run: skip records already in the output.")] = False,
+    input: Annotated[
+        str,
+        typer.Argument(metavar="INPUT",
+                       help="JSONL file of records ({\"id\", \"prompt\"|\"messages\", ...}); '-' reads stdin."),
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="FILE", help="JSONL file for the results; '-' is stdout.")
+    ] = "-",
+    batch_size: Annotated[
+        str, typer.Option(metavar="N|auto", help="Records per generate call; auto: from free memory.")
+    ] = "auto",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run: skip records already in the output.")
+    ] = False,
     opts: Options = None,  # type: ignore[assignment]
 ) -> None:
     """Run every record of a JSONL file through the model, batched; results in input order."""
@@ -369,7 +408,7 @@ def batch(
         raise typer.Exit(3)
 
 
-@app.command()
+@app.command(cls=Command)
 @shared_options
 def chat(
     load: Annotated[

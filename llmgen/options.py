@@ -1,8 +1,10 @@
-"""The options run, chat, batch and compare share, and how they resolve into an engine and a plan.
+"""The options the commands share, and how they resolve into an engine and a plan.
 
-`Options` declares each shared flag once; `shared_options` adds them all to a Typer command, which
-receives them as one `opts` argument. `Session.open` applies SPEC.md's precedence: the preset is
-resolved and every setting checked before the model loads, so bad input fails fast.
+`ModelOptions` declares each flag that picks and loads a model once (info takes them alone);
+`Options` adds the generation and output flags run, chat, batch and compare share. `shared_options`
+and `model_options` add a group's flags to a Typer command, which receives them as one `opts`
+argument. `Session.open` applies SPEC.md's precedence: the preset is resolved and every setting
+checked before the model loads, so bad input fails fast.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from llmgen import config
 
@@ -26,69 +29,198 @@ MODEL_PANEL = "Model"
 GEN_PANEL = "Generation"
 OUT_PANEL = "Output"
 
+FROM_PRESET = "from the preset"
+"""How help shows the default of a setting the preset gives unless the flag does."""
+
+
+def _default(key: str) -> str:
+    return str(config.Defaults.model_fields[key].default)
+
+
+def configured(key: str) -> str:
+    """How help shows a default that config.yaml or $LLMGEN_KEY may change."""
+    return f"{_default(key)}, or config.yaml / $LLMGEN_{key.upper()}"
+
+
+def complete_preset(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion: preset names (built-in and the user's) that start with what is typed."""
+    from llmgen import presets
+
+    return [
+        (name, "built-in" if found.builtin else "user")
+        for name, found in sorted(presets.discover().items())
+        if name.startswith(incomplete)
+    ]
+
+
+def complete_preset_list(incomplete: str) -> list[str]:
+    """Shell completion for `--presets A,B,C`: the names that can follow the last comma."""
+    done, _, last = incomplete.rpartition(",")
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name, _ in complete_preset(last)]
+
+
+class _PlainTypes:
+    """Help shows no `<bool>` beside a flag, which takes no value, nor `<str>` beside a named argument.
+
+    Typer's rich help prints the Python type of each parameter unless it has a metavar; the metavars
+    given here (`-n N`, `--stop TEXT`, `PROMPT`) say more, and a flag needs none.
+    """
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = _no_type  # type: ignore[method-assign]
+        return params
+
+
+def _no_type(ctx: typer.Context) -> None:
+    return None
+
+
+class Command(_PlainTypes, TyperCommand):
+    """A command whose help lists flags and arguments by their metavars alone."""
+
+
+class Group(_PlainTypes, TyperGroup):
+    """A group whose help lists flags by name alone."""
+
 
 @dataclass
-class Options:
+class ModelOptions:
+    """The flags that pick and load a model: every command that loads one takes them."""
+
     model: Annotated[
         Optional[str],
-        typer.Option("--model", "-m", help="builtin, a model directory, a .gguf file or a cached Hub id.",
-                     rich_help_panel=MODEL_PANEL),
+        typer.Option("--model", "-m", metavar="SPEC", show_default=configured("model"),
+                     help="builtin, a model directory, a .gguf file or a cached Hub id.", rich_help_panel=MODEL_PANEL),
     ] = None
     quant: Annotated[
         Optional[config.Quant],
-        typer.Option(help="bitsandbytes quantization; auto: 4-bit on CUDA or when memory is short.",
-                     rich_help_panel=MODEL_PANEL),
+        typer.Option(metavar="|".join(typing.get_args(config.Quant)), show_default=configured("quant"),
+                     help="bitsandbytes quantization (a preset may choose one); auto: 4-bit on CUDA or when memory "
+                     "is short.", rich_help_panel=MODEL_PANEL),
     ] = None
     device: Annotated[
-        Optional[str], typer.Option(help="auto, cpu, mps or cuda[:N].", rich_help_panel=MODEL_PANEL)
+        Optional[str],
+        typer.Option(metavar="DEVICE", show_default=configured("device"),
+                     help="auto (cuda, else mps, else cpu), cpu, mps or cuda[:N].", rich_help_panel=MODEL_PANEL),
     ] = None
-    dtype: Annotated[Optional[config.DType], typer.Option(rich_help_panel=MODEL_PANEL)] = None
+    dtype: Annotated[
+        Optional[config.DType],
+        typer.Option(metavar="|".join(typing.get_args(config.DType)), show_default=configured("dtype"),
+                     help="Weights and compute; auto: bfloat16 (else float16) on CUDA, float16 on mps, float32 on CPU.",
+                     rich_help_panel=MODEL_PANEL),
+    ] = None
     trust_remote_code: Annotated[
-        bool, typer.Option(help="Run code shipped with the model (off by default).", rich_help_panel=MODEL_PANEL)
+        bool,
+        typer.Option("--trust-remote-code", help="Run code shipped with the model (off by default).",
+                     rich_help_panel=MODEL_PANEL),
     ] = False
+
+    def load(self, defaults: config.Defaults, preset_quant: config.Quant | None = None) -> Engine:
+        """The engine these flags ask for; what they leave out comes from the preset, then the defaults."""
+        from llmgen.engine import Engine
+
+        return Engine.load(
+            self.model or defaults.model,
+            quant=self.quant or preset_quant or defaults.quant,
+            device=self.device or defaults.device,
+            dtype=self.dtype or defaults.dtype,
+            trust_remote_code=self.trust_remote_code,
+        )
+
+
+@dataclass
+class Options(ModelOptions):
+    """The model flags plus the generation and output flags run, chat, batch and compare share."""
+
     preset: Annotated[
         Optional[str],
-        typer.Option("--preset", "-p", help="A preset name or a path to a preset YAML file.",
-                     rich_help_panel=GEN_PANEL),
+        typer.Option("--preset", "-p", metavar="NAME|FILE", autocompletion=complete_preset,
+                     show_default=f"{_default('preset')}, chat: {_default('chat_preset')}; or config.yaml / "
+                     "$LLMGEN_PRESET, $LLMGEN_CHAT_PRESET",
+                     help="A preset name or a path to a preset YAML file.", rich_help_panel=GEN_PANEL),
     ] = None
     max_new_tokens: Annotated[
-        Optional[int], typer.Option("--max-new-tokens", "-n", rich_help_panel=GEN_PANEL)
+        Optional[int],
+        typer.Option("--max-new-tokens", "-n", metavar="N", show_default=FROM_PRESET,
+                     help="Generate at most N new tokens.", rich_help_panel=GEN_PANEL),
     ] = None
     temperature: Annotated[
         Optional[float],
-        typer.Option("--temperature", "-t", help="Sampling temperature (turns sampling on; 0 means greedy).",
+        typer.Option("--temperature", "-t", metavar="T", show_default=FROM_PRESET,
+                     help="Sampling temperature (turns sampling on; 0 means greedy).", rich_help_panel=GEN_PANEL),
+    ] = None
+    top_p: Annotated[
+        Optional[float],
+        typer.Option(metavar="P", show_default=FROM_PRESET,
+                     help="Sample from the likeliest tokens whose probabilities add up to P (turns sampling on).",
                      rich_help_panel=GEN_PANEL),
     ] = None
-    top_p: Annotated[Optional[float], typer.Option(rich_help_panel=GEN_PANEL)] = None
-    top_k: Annotated[Optional[int], typer.Option(rich_help_panel=GEN_PANEL)] = None
-    min_p: Annotated[Optional[float], typer.Option(rich_help_panel=GEN_PANEL)] = None
-    repetition_penalty: Annotated[Optional[float], typer.Option(rich_help_panel=GEN_PANEL)] = None
-    num_beams: Annotated[Optional[int], typer.Option(rich_help_panel=GEN_PANEL)] = None
-    num_return_sequences: Annotated[Optional[int], typer.Option(rich_help_panel=GEN_PANEL)] = None
+    top_k: Annotated[
+        Optional[int],
+        typer.Option(metavar="K", show_default=FROM_PRESET, help="Keep only the K likeliest tokens at each step.",
+                     rich_help_panel=GEN_PANEL),
+    ] = None
+    min_p: Annotated[
+        Optional[float],
+        typer.Option(metavar="P", show_default=FROM_PRESET,
+                     help="Drop tokens less likely than P times the likeliest one (turns sampling on).",
+                     rich_help_panel=GEN_PANEL),
+    ] = None
+    repetition_penalty: Annotated[
+        Optional[float],
+        typer.Option(metavar="X", show_default=FROM_PRESET,
+                     help="Discourage tokens already in the text; 1 is none, above 1 penalizes.",
+                     rich_help_panel=GEN_PANEL),
+    ] = None
+    num_beams: Annotated[
+        Optional[int],
+        typer.Option(metavar="N", show_default=FROM_PRESET, help="Beam search with N beams (1: no beam search).",
+                     rich_help_panel=GEN_PANEL),
+    ] = None
+    num_return_sequences: Annotated[
+        Optional[int],
+        typer.Option(metavar="N", show_default=FROM_PRESET, help="Return N answers (sampled, or the N best beams).",
+                     rich_help_panel=GEN_PANEL),
+    ] = None
     seed: Annotated[
-        Optional[int], typer.Option(help="Make sampling reproducible.", rich_help_panel=GEN_PANEL)
+        Optional[int],
+        typer.Option(metavar="N", show_default="random", help="Make sampling reproducible.",
+                     rich_help_panel=GEN_PANEL),
     ] = None
     stop: Annotated[
         Optional[list[str]],
-        typer.Option(help="Stop when this text appears (repeatable); it is not printed.", rich_help_panel=GEN_PANEL),
+        typer.Option(metavar="TEXT", show_default=FROM_PRESET,
+                     help="Stop when this text appears (repeatable); it is not printed.", rich_help_panel=GEN_PANEL),
     ] = None
     set: Annotated[
         Optional[list[str]],
         typer.Option("--set", metavar="KEY=VALUE", help="Any GenerationConfig setting (repeatable).",
                      rich_help_panel=GEN_PANEL),
     ] = None
-    system: Annotated[Optional[str], typer.Option(help="System prompt.", rich_help_panel=GEN_PANEL)] = None
+    system: Annotated[
+        Optional[str],
+        typer.Option(metavar="TEXT", show_default=FROM_PRESET, help="System prompt.", rich_help_panel=GEN_PANEL),
+    ] = None
     raw: Annotated[
-        bool, typer.Option(help="No chat template: plain completion of the text.", rich_help_panel=GEN_PANEL)
+        bool, typer.Option("--raw", help="No chat template: plain completion of the text.", rich_help_panel=GEN_PANEL)
     ] = False
     stats: Annotated[
-        bool, typer.Option(help="Tokens, time to first token and tokens/s on stderr.", rich_help_panel=OUT_PANEL)
+        bool,
+        typer.Option("--stats", help="Tokens, time to first token and tokens/s on stderr.", rich_help_panel=OUT_PANEL),
     ] = False
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Say what was loaded and chosen; tracebacks on errors.",
                            rich_help_panel=OUT_PANEL)
     ] = False
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings or notes.", rich_help_panel=OUT_PANEL)] = False
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No warnings or notes.", rich_help_panel=OUT_PANEL)
+    ] = False
 
     def overrides(self) -> dict[str, Any]:
         """Generation settings from the command line: the flags, then `--set` pairs."""
@@ -105,25 +237,34 @@ class Options:
         return imply_sampling({**flags, **parse_set(self.set or [])})
 
 
-def shared_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a Typer command every `Options` flag; the command receives them as `opts`."""
-    hints = typing.get_type_hints(Options, include_extras=True)
+def _with_options(group: type[ModelOptions]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator giving a Typer command every flag of `group`; the command receives them as `opts`."""
+    hints = typing.get_type_hints(group, include_extras=True)
+    fields = dataclasses.fields(group)
     extra = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
-        for f in dataclasses.fields(Options)
+        for f in fields
     ]
-    signature = inspect.signature(func, eval_str=True)
-    own = [p for name, p in signature.parameters.items() if name != "opts"]
-    parameters = own + extra
 
-    @functools.wraps(func)
-    def command(**kwargs: Any) -> Any:
-        shared = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(Options)}
-        return func(opts=Options(**shared), **kwargs)
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for name, p in signature.parameters.items() if name != "opts"]
+        parameters = own + extra
 
-    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in parameters}
-    return command
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            shared = {f.name: kwargs.pop(f.name) for f in fields}
+            return func(opts=group(**shared), **kwargs)
+
+        command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return command
+
+    return decorate
+
+
+shared_options = _with_options(Options)
+model_options = _with_options(ModelOptions)
 
 
 @dataclass
@@ -150,15 +291,7 @@ class Session:
         settings.check(overrides, "command line")
         settings.build_config({}, preset.generation, overrides, source="command line")
 
-        from llmgen.engine import Engine
-
-        engine = Engine.load(
-            opts.model or defaults.model,
-            quant=opts.quant or preset.quant or defaults.quant,
-            device=opts.device or defaults.device,
-            dtype=opts.dtype or defaults.dtype,
-            trust_remote_code=opts.trust_remote_code,
-        )
+        engine = opts.load(defaults, preset.quant)
         system = opts.system if opts.system is not None else preset.system
         return cls(engine, preset, overrides, system, defaults)
 
