@@ -388,7 +388,8 @@ def chat(
         session.engine, session.preset, overrides=session.overrides, system=session.system, raw=opts.raw,
         seed=opts.seed,
     )
-    chat = Chat(conversation, interactive=sys.stdin.isatty(), stats=opts.stats or opts.verbose, quiet=opts.quiet)
+    chat = Chat(conversation, interactive=sys.stdin.isatty(), stats=opts.stats or opts.verbose, quiet=opts.quiet,
+                verbose=opts.verbose)
     if load is not None:
         chat.restore(load)
         # flags given with --load override what the transcript says, as they override a preset

@@ -161,11 +161,12 @@ class Chat:
     """Slash commands and turns, dispatched to a `Conversation`, with their output."""
 
     def __init__(self, conversation: Conversation, *, interactive: bool, stats: bool = False,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, verbose: bool = False) -> None:
         self.conversation = conversation
         self.interactive = interactive
         self.stats = stats or interactive
         self.quiet = quiet
+        self.verbose = verbose
         self.handlers: dict[str, Callable[[str], bool | None]] = {
             name: getattr(self, f"_{name}") for name in COMMANDS
         }
@@ -181,11 +182,17 @@ class Chat:
         self._warn(plan)
 
     def handle(self, text: str) -> bool:
-        """Run one input: a slash command or a user turn. False means leave."""
+        """Run one input: a slash command or a user turn. False means leave.
+
+        The chat's error boundary: nothing typed ends the session but /exit (and Ctrl-D, upstream).
+        A failure of any kind is one error line, and leaves the conversation as it was: commands
+        change its state only once they have succeeded, a reply joins it only once generated.
+        """
         command = parse_command(text)
         try:
             if command is None:
-                self._answer(lambda **kw: self.conversation.reply(text.removeprefix("/"), **kw))
+                message = _checked_text(text.removeprefix("/"))
+                self._answer(lambda **kw: self.conversation.reply(message, **kw))
                 return True
             name, arg = command
             if name not in self.handlers:
@@ -196,6 +203,13 @@ class Chat:
             return self.handlers[name](arg) is not False
         except UsageError as exc:
             console.error(str(exc), hint=exc.hint)
+            return True
+        except Exception as exc:  # a bug or a library's refusal: still one line, the session goes on
+            if self.verbose:
+                console.err.print_exception()
+            first = next(iter(str(exc).splitlines()), "")
+            console.error(f"{type(exc).__name__}: {first}" if first else type(exc).__name__,
+                          hint=None if self.verbose else "run with -v for the traceback")
             return True
 
     def _answer(self, generate: Callable[..., Turn]) -> None:
@@ -252,7 +266,7 @@ class Chat:
             system = self.conversation.system
             console.note(f"system prompt: {system}" if system is not None else "no system prompt (the template's default)")
             return
-        self.conversation.system = None if arg == "-" else arg
+        self.conversation.system = None if arg == "-" else _checked_text(arg)
         console.note("system prompt removed" if arg == "-" else "system prompt set for the next replies")
 
     def _preset(self, arg: str) -> None:
@@ -328,6 +342,15 @@ class Chat:
         )
         if totals.last is not None:
             console.err.print(f"last reply: {self._stats_line(totals.last)}")
+
+
+def _checked_text(text: str) -> str:
+    """Text for the model: bytes that are not UTF-8 (piped input keeps them as surrogates) are refused."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"the input is not valid UTF-8 text (character {exc.start + 1})") from None
+    return text
 
 
 def run(chat: Chat) -> None:

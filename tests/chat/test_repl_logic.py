@@ -72,6 +72,27 @@ def test_bad_input_is_one_error_line_and_the_session_goes_on(chat: Chat, capsys)
     assert "did you mean /set?" in _run(chat, "/sett x=1", capsys).err
 
 
+def test_an_unexpected_failure_is_one_error_line_and_the_conversation_is_unchanged(chat: Chat, capsys,
+                                                                                   monkeypatch) -> None:
+    chat.handle("Hello")
+    capsys.readouterr()
+    before = list(chat.conversation.messages)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(chat.conversation.engine, "generate", broken)
+        assert chat.handle("Again") is True
+        captured = capsys.readouterr()
+        assert captured.err.splitlines() == ["error: RuntimeError: boom", "hint: run with -v for the traceback"]
+        chat.verbose = True
+        assert chat.handle("/retry") is True
+        assert "Traceback" in capsys.readouterr().err
+    assert chat.conversation.messages == before
+    assert chat.handle("Again") and len(chat.conversation.messages) == len(before) + 2
+
+
 def test_set_values_with_spaces_and_lists(chat: Chat, capsys) -> None:
     chat.handle('/set stop_strings=["a b", "c"] top_k=3')
     assert chat.conversation.overrides["stop_strings"] == ["a b", "c"]
