@@ -21,6 +21,7 @@ from llmgen import presets, settings
 from llmgen.config import format_validation_error
 from llmgen.engine import PrefixCache, Request
 from llmgen.errors import UsageError
+from llmgen.files import write_atomic
 
 if TYPE_CHECKING:
     from llmgen.engine import Engine, Plan, Result
@@ -207,11 +208,12 @@ class Conversation:
         }
 
     def save(self, path: Path) -> None:
+        """Write the transcript whole or not at all: a failed re-save (a full disk) keeps the old file."""
+        text = json.dumps(self.transcript(), ensure_ascii=False, indent=2) + "\n"
         try:
-            path.expanduser().write_text(json.dumps(self.transcript(), ensure_ascii=False, indent=2) + "\n",
-                                         encoding="utf-8")
+            write_atomic(path.expanduser(), text)
         except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def restore(self, saved: Transcript) -> list[str]:
         """Take a read transcript over once its preset and settings make a valid plan; returns warnings."""

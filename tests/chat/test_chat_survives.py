@@ -1,14 +1,18 @@
-"""The real `llmgen chat` with piped stdin: no input ends the session."""
+"""The real `llmgen chat` with piped stdin: no input ends the session, a failed /save keeps the old file."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import resource
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from llmgen.errors import UsageError
+from tests.conftest import LLMGEN
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +74,35 @@ def test_a_string_temperature_is_one_error_line_and_the_next_turn_gets_a_reply(c
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("error:") == 1 and len(STATS.findall(proc.stderr)) == 1
     assert proc.stdout.strip()
+
+
+def _limit_file_size(limit: int):
+    def limit_it() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_it
+
+
+def test_a_failed_save_keeps_the_previous_transcript_whole(cli, tmp_path: Path) -> None:
+    folder = tmp_path / "transcripts"
+    folder.mkdir()
+    saved = folder / "chat.json"
+    first = cli("chat", "-p", "greedy", "-n", "2", input=f"hi\n/save {saved}\n")
+    assert first.returncode == 0 and saved.is_file(), first.stderr
+    before = saved.read_bytes()
+
+    limit = 64 * 1024  # a write past it fails with EFBIG, as on a full disk (Python ignores SIGXFSZ)
+    assert len(before) < limit
+    script = f"/system {'long ' * (limit // 4)}\n/save {saved}\n/stats\n"
+    proc = subprocess.run(
+        [str(LLMGEN), "chat", "-n", "2", "--load", str(saved)], input=script.encode(), capture_output=True,
+        env=os.environ, timeout=300, preexec_fn=_limit_file_size(limit),
+    )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"cannot write {saved}" in errors[0], stderr
+    assert "replies 0 · messages 2" in stderr  # the session went on
+    assert saved.read_bytes() == before and json.loads(before)["messages"]
+    assert [p.name for p in folder.iterdir()] == [saved.name]  # no temporary file left beside it
+
