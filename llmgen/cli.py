@@ -111,7 +111,7 @@ def run(
     if not json_output and result.tokens is None and console.stdout_is_terminal():
         console.out("\n")
     if opts.stats or opts.verbose:
-        console.note(console.stats_line(result, plan.config.max_new_tokens))
+        console.note(console.stats_line(result, plan.config.max_new_tokens, "-n"))
     if drafting is not None:
         console.note(drafting.line())
     if result.finish_reason == "interrupted":

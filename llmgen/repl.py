@@ -28,6 +28,7 @@ PROMPT = ">>> "
 CONTINUATION = "... "
 BLOCK = '"""'
 EXIT_HINT = "(to leave: Ctrl-D or /exit)"
+RAISE_MAX_NEW_TOKENS = "/set max_new_tokens=N"
 
 # name: (arguments, what it does); aliases map onto these names
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -230,7 +231,7 @@ class Chat:
             console.note(self._stats_line(result))
 
     def _stats_line(self, result: Any) -> str:
-        line = console.stats_line(result, self.conversation.plan().config.max_new_tokens)
+        line = console.stats_line(result, self.conversation.plan().config.max_new_tokens, RAISE_MAX_NEW_TOKENS)
         reused = result.extra.get("cached_tokens", 0)
         return f"{line} · {reused} prompt tokens reused" if reused else line
 
@@ -249,8 +250,12 @@ class Chat:
                 console.warning(warning)
 
     def _help(self, arg: str) -> None:
+        usages = {name: f"/{name} {args}".rstrip() for name, (args, _) in COMMANDS.items()}
+        width = max(map(len, usages.values()))
         for name, (args, what) in COMMANDS.items():
-            console.err.print(f"  [bold]/{name}[/] {escape(args):<14} {escape(what)}")
+            # padded as plain text: markup and its escapes take no columns
+            after = escape(usages[name].removeprefix(f"/{name}").ljust(width - len(name) - 1))
+            console.err.print(f"  [bold]/{name}[/]{after}  {escape(what)}")
         console.note('A line ending in \\ continues on the next; """ opens and closes a multi-line block.')
         console.note("Ctrl-C stops a reply (what came is kept); Ctrl-D or /exit leaves.")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from llmgen.errors import UsageError
+from llmgen.repl import COMMANDS
 from tests.conftest import LLMGEN
 
 pytestmark = pytest.mark.integration
@@ -106,3 +107,14 @@ def test_a_failed_save_keeps_the_previous_transcript_whole(cli, tmp_path: Path) 
     assert saved.read_bytes() == before and json.loads(before)["messages"]
     assert [p.name for p in folder.iterdir()] == [saved.name]  # no temporary file left beside it
 
+
+def test_help_columns_align_and_the_stats_line_says_how_to_raise_max_new_tokens_in_chat(cli) -> None:
+    proc = cli("chat", "-p", "greedy", "-n", "2", "--stats", input="/help\nhi\n")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stderr.splitlines() if line.startswith("  /")]
+    assert len(rows) == len(COMMANDS)
+    starts = {line.index(what) for line, (_, what) in zip(rows, COMMANDS.values())}
+    assert len(starts) == 1, "\n".join(rows)
+    assert all(line[start - 2 : start] == "  " for line in rows for start in starts)
+    assert "finish: length: stopped at max_new_tokens=2, raise it with /set max_new_tokens=N" in proc.stderr
+    assert "-n" not in STATS.search(proc.stderr).group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmgen import presets
+from llmgen import console, presets
 from llmgen.chat import Conversation
 from llmgen.repl import COMMANDS, Chat, finish, is_complete, parse_command, piped_inputs
 
@@ -91,6 +91,14 @@ def test_an_unexpected_failure_is_one_error_line_and_the_conversation_is_unchang
         assert "Traceback" in capsys.readouterr().err
     assert chat.conversation.messages == before
     assert chat.handle("Again") and len(chat.conversation.messages) == len(before) + 2
+
+
+def test_the_stats_line_says_how_the_caller_raises_max_new_tokens(chat: Chat) -> None:
+    result = chat.conversation.reply("Hello").result
+    assert result.finish_reason == "length"
+    assert chat._stats_line(result).endswith("max_new_tokens=4, raise it with /set max_new_tokens=N")
+    assert console.stats_line(result, 4, "-n").endswith("max_new_tokens=4, raise it with -n")
+    assert console.stats_line(result, 4).endswith("finish: length: stopped at max_new_tokens=4")
 
 
 def test_set_values_with_spaces_and_lists(chat: Chat, capsys) -> None:
