@@ -21,6 +21,7 @@ from llmgen import presets, settings
 from llmgen.config import format_validation_error
 from llmgen.engine import PrefixCache, Request
 from llmgen.errors import UsageError
+from llmgen.files import write_atomic
 
 if TYPE_CHECKING:
     from llmgen.engine import Engine, Plan, Result
@@ -207,16 +208,16 @@ class Conversation:
         }
 
     def save(self, path: Path) -> None:
+        """Write the transcript whole or not at all: a failed re-save (a full disk) keeps the old file."""
+        text = json.dumps(self.transcript(), ensure_ascii=False, indent=2) + "\n"
         try:
-            path.expanduser().write_text(json.dumps(self.transcript(), ensure_ascii=False, indent=2) + "\n",
-                                         encoding="utf-8")
+            write_atomic(path.expanduser(), text)
         except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def restore(self, saved: Transcript) -> list[str]:
-        """Take a read transcript over (after checking its preset and settings); returns warnings."""
+        """Take a read transcript over once its preset and settings make a valid plan; returns warnings."""
         preset = presets.resolve(saved.preset) if saved.preset else self.preset
-        settings.check(saved.settings, "transcript settings")
         self.plan(preset=preset, overrides=saved.settings)
         self.preset, self.overrides, self.system = preset, dict(saved.settings), saved.system
         self.messages = [m.as_message() for m in saved.messages]
@@ -228,7 +229,7 @@ class Conversation:
 
 
 class SavedMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["user", "assistant"]
     content: str
@@ -244,7 +245,7 @@ class SavedMessage(BaseModel):
 class Transcript(BaseModel):
     """A saved chat, as `/save` writes it; unknown top-level keys are ignored (`generation` is informative)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     format: str = TRANSCRIPT_FORMAT
     model: str | None = None
@@ -255,15 +256,22 @@ class Transcript(BaseModel):
 
 
 def read_transcript(path: Path) -> Transcript:
-    """Parse and check a transcript file; every problem is one line naming the file."""
+    """Parse and check a transcript file; every problem is one line naming the file.
+
+    Whatever the file holds is refused here, before anything uses it: a transcript is user input.
+    """
     try:
         data = json.loads(path.expanduser().read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a UTF-8 text file") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: the JSON nests too deeply to be a transcript") from None
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        raise UsageError(f"{path}: invalid JSON: {_first_line(exc)}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a JSON object with 'messages', as /save writes")
     try:
@@ -275,7 +283,25 @@ def read_transcript(path: Path) -> Transcript:
     roles = [m.role for m in saved.messages]
     if roles != ["user", "assistant"] * (len(roles) // 2):
         raise UsageError(f"{path}: messages must alternate user and assistant, starting with user and ending with a reply")
+    texts = {"system": saved.system} | {f"messages.{i}.content": m.content for i, m in enumerate(saved.messages)}
+    for where, text in texts.items():
+        if text is not None and not _is_unicode(text):
+            raise UsageError(f"{path}: {where}: not valid Unicode text (a lone surrogate escape)")
+    settings.check(saved.settings, f"{path}: settings")
     return saved
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether text can be encoded: JSON's \\ud800 escapes give strings the tokenizer refuses."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _first_line(exc: Exception) -> str:
+    return next(iter(str(exc).splitlines()), type(exc).__name__)
 
 
 def _plain(messages: list[Message]) -> list[dict[str, str]]:

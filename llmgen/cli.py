@@ -145,7 +145,7 @@ def run(
     if not json_output and result.tokens is None and console.stdout_is_terminal():
         console.out("\n")
     if opts.stats or opts.verbose:
-        console.note(console.stats_line(result, plan.config.max_new_tokens))
+        console.note(console.stats_line(result, plan.config.max_new_tokens, "-n"))
     if drafting is not None:
         console.note(drafting.line())
     if result.finish_reason == "interrupted":
@@ -427,7 +427,8 @@ def chat(
         session.engine, session.preset, overrides=session.overrides, system=session.system, raw=opts.raw,
         seed=opts.seed,
     )
-    chat = Chat(conversation, interactive=sys.stdin.isatty(), stats=opts.stats or opts.verbose, quiet=opts.quiet)
+    chat = Chat(conversation, interactive=sys.stdin.isatty(), stats=opts.stats or opts.verbose, quiet=opts.quiet,
+                verbose=opts.verbose)
     if load is not None:
         chat.restore(load)
         # flags given with --load override what the transcript says, as they override a preset

@@ -54,8 +54,11 @@ def show_library_messages(verbose: bool, quiet: bool) -> None:
     logger.propagate = False
 
 
-def stats_line(result: Result, max_new_tokens: int | None = None) -> str:
-    """Tokens, time to first token and speed, plus why the answer ended where it did."""
+def stats_line(result: Result, max_new_tokens: int | None = None, raise_with: str | None = None) -> str:
+    """Tokens, time to first token and speed, plus why the answer ended where it did.
+
+    `raise_with` is how the caller's user raises max_new_tokens (`-n` for run; chat has `/set`).
+    """
     parts = [f"{result.prompt_tokens} prompt tokens", f"{result.completion_tokens} new tokens"]
     if result.ttft_s is not None:
         parts.append(f"first token {result.ttft_s:.2f}s")
@@ -63,7 +66,9 @@ def stats_line(result: Result, max_new_tokens: int | None = None) -> str:
     parts.append(f"{result.total_s:.2f}s")
     reason = result.finish_reason
     if reason == "length" and max_new_tokens:
-        reason = f"length: stopped at max_new_tokens={max_new_tokens}, raise it with -n"
+        reason = f"length: stopped at max_new_tokens={max_new_tokens}"
+        if raise_with:
+            reason += f", raise it with {raise_with}"
     parts.append(f"finish: {reason}")
     return " · ".join(parts)
 

@@ -28,6 +28,7 @@ PROMPT = ">>> "
 CONTINUATION = "... "
 BLOCK = '"""'
 EXIT_HINT = "(to leave: Ctrl-D or /exit)"
+RAISE_MAX_NEW_TOKENS = "/set max_new_tokens=N"
 
 # name: (arguments, what it does); aliases map onto these names
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -161,11 +162,12 @@ class Chat:
     """Slash commands and turns, dispatched to a `Conversation`, with their output."""
 
     def __init__(self, conversation: Conversation, *, interactive: bool, stats: bool = False,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, verbose: bool = False) -> None:
         self.conversation = conversation
         self.interactive = interactive
         self.stats = stats or interactive
         self.quiet = quiet
+        self.verbose = verbose
         self.handlers: dict[str, Callable[[str], bool | None]] = {
             name: getattr(self, f"_{name}") for name in COMMANDS
         }
@@ -181,11 +183,17 @@ class Chat:
         self._warn(plan)
 
     def handle(self, text: str) -> bool:
-        """Run one input: a slash command or a user turn. False means leave."""
+        """Run one input: a slash command or a user turn. False means leave.
+
+        The chat's error boundary: nothing typed ends the session but /exit (and Ctrl-D, upstream).
+        A failure of any kind is one error line, and leaves the conversation as it was: commands
+        change its state only once they have succeeded, a reply joins it only once generated.
+        """
         command = parse_command(text)
         try:
             if command is None:
-                self._answer(lambda **kw: self.conversation.reply(text.removeprefix("/"), **kw))
+                message = _checked_text(text.removeprefix("/"))
+                self._answer(lambda **kw: self.conversation.reply(message, **kw))
                 return True
             name, arg = command
             if name not in self.handlers:
@@ -196,6 +204,13 @@ class Chat:
             return self.handlers[name](arg) is not False
         except UsageError as exc:
             console.error(str(exc), hint=exc.hint)
+            return True
+        except Exception as exc:  # a bug or a library's refusal: still one line, the session goes on
+            if self.verbose:
+                console.err.print_exception()
+            first = next(iter(str(exc).splitlines()), "")
+            console.error(f"{type(exc).__name__}: {first}" if first else type(exc).__name__,
+                          hint=None if self.verbose else "run with -v for the traceback")
             return True
 
     def _answer(self, generate: Callable[..., Turn]) -> None:
@@ -216,7 +231,7 @@ class Chat:
             console.note(self._stats_line(result))
 
     def _stats_line(self, result: Any) -> str:
-        line = console.stats_line(result, self.conversation.plan().config.max_new_tokens)
+        line = console.stats_line(result, self.conversation.plan().config.max_new_tokens, RAISE_MAX_NEW_TOKENS)
         reused = result.extra.get("cached_tokens", 0)
         return f"{line} · {reused} prompt tokens reused" if reused else line
 
@@ -235,8 +250,12 @@ class Chat:
                 console.warning(warning)
 
     def _help(self, arg: str) -> None:
+        usages = {name: f"/{name} {args}".rstrip() for name, (args, _) in COMMANDS.items()}
+        width = max(map(len, usages.values()))
         for name, (args, what) in COMMANDS.items():
-            console.err.print(f"  [bold]/{name}[/] {escape(args):<14} {escape(what)}")
+            # padded as plain text: markup and its escapes take no columns
+            after = escape(usages[name].removeprefix(f"/{name}").ljust(width - len(name) - 1))
+            console.err.print(f"  [bold]/{name}[/]{after}  {escape(what)}")
         console.note('A line ending in \\ continues on the next; """ opens and closes a multi-line block.')
         console.note("Ctrl-C stops a reply (what came is kept); Ctrl-D or /exit leaves.")
 
@@ -252,7 +271,7 @@ class Chat:
             system = self.conversation.system
             console.note(f"system prompt: {system}" if system is not None else "no system prompt (the template's default)")
             return
-        self.conversation.system = None if arg == "-" else arg
+        self.conversation.system = None if arg == "-" else _checked_text(arg)
         console.note("system prompt removed" if arg == "-" else "system prompt set for the next replies")
 
     def _preset(self, arg: str) -> None:
@@ -328,6 +347,15 @@ class Chat:
         )
         if totals.last is not None:
             console.err.print(f"last reply: {self._stats_line(totals.last)}")
+
+
+def _checked_text(text: str) -> str:
+    """Text for the model: bytes that are not UTF-8 (piped input keeps them as surrogates) are refused."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"the input is not valid UTF-8 text (character {exc.start + 1})") from None
+    return text
 
 
 def run(chat: Chat) -> None:

@@ -181,6 +181,11 @@ def test_save_then_load_restores_messages_preset_settings_and_system(tiny_engine
         ('{"messages": [{"role": "user", "content": "a"}]}', "must alternate"),
         ('{"messages": [{"role": "robot", "content": "a"}]}', "messages.0.role"),
         ('{"format": "other/2", "messages": []}', "unknown transcript format"),
+        ("[" * 100_000, "nests too deeply"),
+        ('{"messages": [], "settings": {"top_k": 1' + "0" * 5000 + "}}", "invalid JSON: Exceeds the limit"),
+        ('{"system": "\\udc80", "messages": []}', "system: not valid Unicode"),
+        ('{"messages": [{"role": "user", "content": "a", "interrupted": "yes"}]}', "messages.0.interrupted"),
+        ('{"settings": {"top_k": -1}, "messages": []}', "settings: top_k"),
     ],
 )
 def test_malformed_transcripts_are_one_line_errors_naming_the_file(tmp_path, content: str, problem: str) -> None:

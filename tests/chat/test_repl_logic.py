@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmgen import presets
+from llmgen import console, presets
 from llmgen.chat import Conversation
 from llmgen.repl import COMMANDS, Chat, finish, is_complete, parse_command, piped_inputs
 
@@ -70,6 +70,35 @@ def test_bad_input_is_one_error_line_and_the_session_goes_on(chat: Chat, capsys)
         assert captured.err.startswith("error: ") and captured.err.count("error:") == 1, line
     assert chat.conversation.overrides == {"max_new_tokens": 4}
     assert "did you mean /set?" in _run(chat, "/sett x=1", capsys).err
+
+
+def test_an_unexpected_failure_is_one_error_line_and_the_conversation_is_unchanged(chat: Chat, capsys,
+                                                                                   monkeypatch) -> None:
+    chat.handle("Hello")
+    capsys.readouterr()
+    before = list(chat.conversation.messages)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(chat.conversation.engine, "generate", broken)
+        assert chat.handle("Again") is True
+        captured = capsys.readouterr()
+        assert captured.err.splitlines() == ["error: RuntimeError: boom", "hint: run with -v for the traceback"]
+        chat.verbose = True
+        assert chat.handle("/retry") is True
+        assert "Traceback" in capsys.readouterr().err
+    assert chat.conversation.messages == before
+    assert chat.handle("Again") and len(chat.conversation.messages) == len(before) + 2
+
+
+def test_the_stats_line_says_how_the_caller_raises_max_new_tokens(chat: Chat) -> None:
+    result = chat.conversation.reply("Hello").result
+    assert result.finish_reason == "length"
+    assert chat._stats_line(result).endswith("max_new_tokens=4, raise it with /set max_new_tokens=N")
+    assert console.stats_line(result, 4, "-n").endswith("max_new_tokens=4, raise it with -n")
+    assert console.stats_line(result, 4).endswith("finish: length: stopped at max_new_tokens=4")
 
 
 def test_set_values_with_spaces_and_lists(chat: Chat, capsys) -> None:
