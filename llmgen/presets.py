@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmgen.config import Quant, _yaml_problem, config_dir, format_validation_error
+from llmgen.config import Quant, config_dir, format_validation_error, read_yaml
 from llmgen.errors import UsageError
 from llmgen.settings import strategy_of
 
@@ -78,11 +77,9 @@ def discover() -> dict[str, PresetFile]:
 def read(path: Path) -> Preset:
     """Parse and schema-check one preset file; every error names the file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)
     except OSError as exc:
         raise UsageError(f"cannot read preset {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a preset is a YAML mapping with a 'generation:' section")
     try:

@@ -13,9 +13,9 @@ import difflib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmgen.config import parse_yaml
 from llmgen.errors import UsageError
 
 if TYPE_CHECKING:
@@ -55,10 +55,7 @@ def parse_set(pairs: list[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"--set expects KEY=VALUE, got '{pair}'")
-        try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise UsageError(f"--set {key}: cannot parse value '{raw}'") from None
+        out[key] = parse_yaml(raw, f"--set {key}") if raw.strip() else None
     return out
 
 
