@@ -1,7 +1,8 @@
 """Preset files: where they live, their schema, and `extends` chains.
 
-Reading presets needs only PyYAML and pydantic, so `llmgen presets list` starts fast. Checking the
-generation values against transformers happens in `llmgen.settings`.
+Reading presets needs only PyYAML and pydantic, so `llmgen presets list` starts fast. Reading checks
+the generation values' types and ranges; checking the keys against transformers happens in
+`llmgen.settings.check`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmgen.config import Quant, config_dir, format_validation_error, read_yaml
 from llmgen.errors import UsageError
-from llmgen.settings import strategy_of
+from llmgen.settings import check_values, strategy_of
 
 
 class Preset(BaseModel):
@@ -75,7 +76,10 @@ def discover() -> dict[str, PresetFile]:
 
 
 def read(path: Path) -> Preset:
-    """Parse and schema-check one preset file; every error names the file."""
+    """Parse and schema-check one preset file, generation values' types and ranges included.
+
+    Every error names the file.
+    """
     try:
         data = read_yaml(path)
     except OSError as exc:
@@ -83,9 +87,11 @@ def read(path: Path) -> Preset:
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a preset is a YAML mapping with a 'generation:' section")
     try:
-        return Preset(**data)
+        preset = Preset(**data)
     except ValidationError as exc:
         raise UsageError(f"{path}: {format_validation_error(exc, list(Preset.model_fields))}") from None
+    check_values(preset.generation, str(path))
+    return preset
 
 
 def find(name_or_path: str) -> PresetFile:

@@ -129,3 +129,17 @@ def test_control_character_is_one_line_with_line_and_column(tmp_path: Path) -> N
     assert str(err.value) == f"{path}: line 2, column 21: invalid YAML: unacceptable character #x0001: " \
                              "special characters are not allowed"
 
+
+@pytest.mark.parametrize(
+    ("generation", "message"),
+    [
+        ("max_new_tokens: abc", 'max_new_tokens must be an integer, got the string "abc"'),
+        ("top_p: 7", "top_p: Input should be less than or equal to 1"),
+        ('stop_strings: [""]', "stop_strings: an empty stop string"),
+    ],
+)
+def test_reading_a_preset_checks_value_types_and_ranges(tmp_path: Path, generation: str, message: str) -> None:
+    path = write(tmp_path / "p.yaml", f"generation:\n  {generation}\n")
+    with pytest.raises(UsageError) as err:
+        presets.read(path)
+    assert str(err.value).startswith(f"{path}: {message}")
