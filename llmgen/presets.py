@@ -1,7 +1,8 @@
 """Preset files: where they live, their schema, and `extends` chains.
 
-Reading presets needs only PyYAML and pydantic, so `llmgen presets list` starts fast. Checking the
-generation values against transformers happens in `llmgen.settings`.
+Reading presets needs only PyYAML and pydantic, so `llmgen presets list` starts fast. Reading checks
+the generation values' types and ranges; checking the keys against transformers happens in
+`llmgen.settings.check`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmgen.config import Quant, _yaml_problem, config_dir, format_validation_error
+from llmgen.config import Quant, config_dir, format_validation_error, read_yaml
 from llmgen.errors import UsageError
-from llmgen.settings import strategy_of
+from llmgen.settings import check_values, strategy_of
 
 
 class Preset(BaseModel):
@@ -76,19 +76,22 @@ def discover() -> dict[str, PresetFile]:
 
 
 def read(path: Path) -> Preset:
-    """Parse and schema-check one preset file; every error names the file."""
+    """Parse and schema-check one preset file, generation values' types and ranges included.
+
+    Every error names the file.
+    """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)
     except OSError as exc:
         raise UsageError(f"cannot read preset {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a preset is a YAML mapping with a 'generation:' section")
     try:
-        return Preset(**data)
+        preset = Preset(**data)
     except ValidationError as exc:
         raise UsageError(f"{path}: {format_validation_error(exc, list(Preset.model_fields))}") from None
+    check_values(preset.generation, str(path))
+    return preset
 
 
 def find(name_or_path: str) -> PresetFile:

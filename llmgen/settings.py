@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
+from llmgen.config import MAX_SETTING_VALUES, parse_yaml
 from llmgen.errors import UsageError
 
 if TYPE_CHECKING:
@@ -47,18 +49,22 @@ def strategy_of(generation: dict[str, Any], assistant_model: str | None = None) 
     return "beam-sampling" if sample else "beam"
 
 
-def parse_set(pairs: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs with values read as YAML scalars or flow lists (`0.7`, `true`, `[8, 16]`)."""
+def parse_set(pairs: list[str], source: str = "--set") -> dict[str, Any]:
+    """`KEY=VALUE` pairs with values read as YAML scalars or flow lists (`0.7`, `true`, `[8, 16]`).
+
+    A value of the wrong type (`max_new_tokens="5"`) is refused here, where the error can name `source`;
+    ranges and unknown keys are `check`'s.
+    """
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise UsageError(f"--set expects KEY=VALUE, got '{pair}'")
-        try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise UsageError(f"--set {key}: cannot parse value '{raw}'") from None
+            raise UsageError(f"{source} expects KEY=VALUE, got '{pair}'")
+        out[key] = parse_yaml(raw, f"{source} {key}") if raw.strip() else None
+    problem = _value_problem(out)
+    if problem is not None and problem[1]:
+        raise UsageError(f"{source}: {problem[0]}")
     return out
 
 
@@ -76,9 +82,13 @@ def imply_sampling(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Ranges(BaseModel):
-    """Value ranges transformers only checks at generate time (or not at all)."""
+    """Value types and ranges transformers only checks at generate time (or not at all).
 
-    model_config = ConfigDict(extra="allow")
+    Strict: transformers keeps a value as given, so `max_new_tokens: "5"` would fail mid-generation.
+    Floats accept integers; nothing else is converted.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
     max_new_tokens: int | None = Field(None, ge=1)
     min_new_tokens: int | None = Field(None, ge=0)
@@ -98,6 +108,84 @@ class _Ranges(BaseModel):
     prompt_lookup_num_tokens: int | None = Field(None, ge=1)
     stop_strings: str | list[str] | None = None
 
+    @field_validator("stop_strings", mode="before")
+    @classmethod
+    def _stop_strings(cls, value: Any) -> Any:
+        """An empty stop string matches at once: every answer would end after one token."""
+        texts = [value] if isinstance(value, str) else value
+        if value is None:
+            return value
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise PydanticCustomError("text_list_type", "must be a string or a list of strings")
+        if "" in texts:
+            raise PydanticCustomError("stop_strings_value",
+                                      "an empty stop string would end every answer at its first token")
+        if not texts:  # transformers fails on it mid-run
+            raise PydanticCustomError("stop_strings_value", "an empty list; leave stop_strings out for none")
+        return value
+
+
+# What a value of each type pydantic refuses should have been, in the user's words.
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "text_list_type": "a string or a list of strings",
+}
+
+
+def _value_problem(generation: dict[str, Any]) -> tuple[str, bool] | None:
+    """The first value of the wrong type, size or range, and whether it is of the wrong type."""
+    for key, value in generation.items():
+        if _larger_than(value, MAX_SETTING_VALUES):
+            return f"{key}: more than {MAX_SETTING_VALUES:,} values (llmgen's bound for one setting)", False
+    try:
+        _Ranges(**generation)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = err["loc"][0]
+        if err["type"] in _EXPECTED:
+            return f"{key} must be {_EXPECTED[err['type']]}, got {_describe(err['input'])}", True
+        if err["type"] == "stop_strings_value":
+            return f"{key}: {err['msg']}", False
+        return f"{key}: {err['msg']} (got {err['input']!r})", False
+    return None
+
+
+def _larger_than(value: Any, limit: int) -> bool:
+    """Whether nested lists and mappings hold more than `limit` entries; stops counting at the limit."""
+    count, pending = 0, [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (list, tuple, dict)):
+            count += len(item)
+            if count > limit:
+                return True
+            pending.extend(item.values() if isinstance(item, dict) else item)
+    return False
+
+
+def _describe(value: Any) -> str:
+    """A value as the user wrote it (YAML/JSON words), short."""
+    if isinstance(value, str):
+        shown = json.dumps(value if len(value) <= 40 else value[:40] + "…", ensure_ascii=False)
+        return f"the string {shown}"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return {"list": "a list", "tuple": "a list", "dict": "a mapping"}.get(type(value).__name__, type(value).__name__)
+
+
+def check_values(generation: dict[str, Any], source: str) -> None:
+    """Refuse values of the wrong type, size or range in one settings layer, without importing transformers.
+
+    `source` names where the settings came from (a preset file, `--set`, `params`), for the error line.
+    """
+    problem = _value_problem(generation)
+    if problem is not None:
+        raise UsageError(f"{source}: {problem[0]}")
+
 
 def generation_fields() -> set[str]:
     from transformers import GenerationConfig
@@ -106,7 +194,7 @@ def generation_fields() -> set[str]:
 
 
 def check(generation: dict[str, Any], source: str) -> None:
-    """Refuse unknown keys and out-of-range values in one settings layer.
+    """Refuse unknown keys and values of the wrong type, size or range in one settings layer.
 
     `source` names where the settings came from (a preset file, `--set`), for the error line.
     Whether the layers make sense together is `build_config`'s job.
@@ -117,11 +205,7 @@ def check(generation: dict[str, Any], source: str) -> None:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UsageError(f"{source}: unknown generation setting '{key}'{hint}")
-    try:
-        _Ranges(**generation)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise UsageError(f"{source}: {err['loc'][0]}: {err['msg']} (got {err['input']!r})") from None
+    check_values(generation, source)
 
 
 def build_config(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,56 @@ def test_extends_unknown_parent_names_the_file(user_dirs: Path) -> None:
     write(presets.user_dir() / "orphan.yaml", "extends: nothing-like-it\n")
     with pytest.raises(UsageError, match=r"orphan\.yaml: extends unknown preset"):
         presets.resolve("orphan")
+
+
+def test_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    value = "[1, 2]"
+    for name in "abcdefghi":
+        value = f"[&{name} {value}" + f", *{name}" * 9 + "]"
+    path = write(tmp_path / "bomb.yaml", f"generation:\n  bad_words_ids: {value}\n")
+    started = time.monotonic()
+    with pytest.raises(UsageError, match=r"bomb\.yaml: line 2, column 19: invalid YAML: anchors and aliases"):
+        presets.read(path)
+    assert time.monotonic() - started < 1
+
+
+def test_merge_keys_are_refused_as_aliases(tmp_path: Path) -> None:
+    path = write(tmp_path / "merge.yaml", "base: &b {top_k: 5}\ngeneration:\n  <<: *b\n")
+    with pytest.raises(UsageError, match=r"merge\.yaml: line 1, column 7: invalid YAML: anchors and aliases"):
+        presets.read(path)
+
+
+def test_deeply_nested_yaml_is_refused_not_a_recursion_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "deep.yaml", "generation:\n  bad_words_ids: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(UsageError, match=r"deep\.yaml: line 2, column \d+: invalid YAML: nested more than 32"):
+        presets.read(path)
+
+
+def test_binary_preset_is_refused_as_not_utf8_text(tmp_path: Path) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"generation:\n  top_k: \xff\xfe\n")
+    with pytest.raises(UsageError, match=r"binary\.yaml: not UTF-8 text \(byte 21\)"):
+        presets.read(path)
+
+
+def test_control_character_is_one_line_with_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "nul.yaml", "name: x\ngeneration: {top_k: \x01}\n")
+    with pytest.raises(UsageError) as err:
+        presets.read(path)
+    assert str(err.value) == f"{path}: line 2, column 21: invalid YAML: unacceptable character #x0001: " \
+                             "special characters are not allowed"
+
+
+@pytest.mark.parametrize(
+    ("generation", "message"),
+    [
+        ("max_new_tokens: abc", 'max_new_tokens must be an integer, got the string "abc"'),
+        ("top_p: 7", "top_p: Input should be less than or equal to 1"),
+        ('stop_strings: [""]', "stop_strings: an empty stop string"),
+    ],
+)
+def test_reading_a_preset_checks_value_types_and_ranges(tmp_path: Path, generation: str, message: str) -> None:
+    path = write(tmp_path / "p.yaml", f"generation:\n  {generation}\n")
+    with pytest.raises(UsageError) as err:
+        presets.read(path)
+    assert str(err.value).startswith(f"{path}: {message}")

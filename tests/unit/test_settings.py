@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from transformers import GenerationConfig
 from transformers.generation.configuration_utils import GenerationMode
@@ -82,3 +84,68 @@ def test_later_layers_override_earlier_ones() -> None:
     config, _ = build_config({"max_new_tokens": 512}, {"max_new_tokens": 64, "top_k": 5}, {"top_k": None})
     assert config.max_new_tokens == 64
     assert config.top_k == 5
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_new_tokens": "5"}, 'params: max_new_tokens must be an integer, got the string "5"'),
+        ({"max_new_tokens": True}, "params: max_new_tokens must be an integer, got true"),
+        ({"top_k": 5.0}, "params: top_k must be an integer, got 5.0"),
+        ({"temperature": "0.5"}, 'params: temperature must be a number, got the string "0.5"'),
+        ({"do_sample": "true"}, 'params: do_sample must be true or false, got the string "true"'),
+        ({"stop_strings": 5}, "params: stop_strings must be a string or a list of strings, got 5"),
+        ({"top_p": float("nan")}, "params: top_p: Input should be a finite number"),
+    ],
+)
+def test_check_is_type_strict_and_names_the_source(settings: dict, message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        check(settings, "params")
+    assert str(err.value).startswith(message)
+
+
+def test_check_accepts_integers_for_float_settings() -> None:
+    check({"temperature": 1, "top_p": 1, "repetition_penalty": 2}, "params")
+
+
+@pytest.mark.parametrize("stops", ["", [""], ["END", ""], []])
+def test_check_refuses_empty_stop_strings(stops) -> None:
+    with pytest.raises(UsageError, match="params: stop_strings: an empty"):
+        check({"stop_strings": stops}, "params")
+
+
+def test_check_bounds_every_value_but_accepts_real_word_lists() -> None:
+    check({"bad_words_ids": [[i, i + 1, i + 2] for i in range(5_000)]}, "params")
+    with pytest.raises(UsageError, match=r"params: bad_words_ids: more than 100,000 values"):
+        check({"bad_words_ids": [[i] for i in range(60_000)]}, "params")
+    with pytest.raises(UsageError, match=r"params: sequence_bias: more than 100,000 values"):
+        check({"sequence_bias": {str(i): [0.5] * 10 for i in range(10_000)}}, "params")
+
+
+def test_check_refuses_a_shared_billion_value_list_at_once() -> None:
+    value: list = [1, 2]
+    for _ in range(9):
+        value = [value] * 10  # what YAML aliases would build: 2 * 10**9 values in a few objects
+    started = time.monotonic()
+    with pytest.raises(UsageError, match="more than 100,000 values"):
+        check({"bad_words_ids": value}, "params")
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ('max_new_tokens="5"', '--set: max_new_tokens must be an integer, got the string "5"'),
+        ("temperature=[0.5]", "--set: temperature must be a number, got a list"),
+        ("bad_words_ids=[&a [1], *a, *a]", "--set bad_words_ids: line 1, column 2: invalid YAML: anchors and aliases"),
+    ],
+)
+def test_parse_set_refuses_mistyped_values_and_yaml_aliases(pair: str, message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse_set([pair])
+    assert str(err.value).startswith(message)
+
+
+def test_parse_set_names_the_source_it_is_given() -> None:
+    with pytest.raises(UsageError, match='^/set: top_k must be an integer, got the string "3"$'):
+        parse_set(['top_k="3"'], source="/set")
