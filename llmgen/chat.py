@@ -133,7 +133,7 @@ class Conversation:
 
     def update_settings(self, pairs: list[str]) -> Plan:
         """Apply `/set KEY=VALUE` pairs (`KEY=` removes a setting); nothing changes if the result is invalid."""
-        new = settings.imply_sampling(settings.parse_set(pairs))
+        new = settings.imply_sampling(settings.parse_set(pairs, source="/set"))
         settings.check(new, "/set")
         merged = {k: v for k, v in {**self.overrides, **new}.items() if v is not None}
         plan = self.plan(overrides=merged)
