@@ -6,10 +6,15 @@ padding. Results go through an ordered writer that writes and flushes a record a
 every record before it are done, so the output is always a prefix of the finished file (plus at most
 one truncated line after a kill). `--resume` relies on that: it drops a truncated last line and skips
 as many input records of each id as the output already holds.
+
+Two runs writing one file would interleave and truncate each other's records, so a run holds an
+exclusive lock on its output file from before it reads or truncates it until it exits.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import sys
@@ -533,12 +538,14 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
     size = parse_batch_size(batch_size)
     source = _input_path(input)
     target = _output_path(output, source, resume)
-    done = recover(target) if target is not None and resume and target.exists() else Done()
-    session = Session.open(opts, lambda d: d.preset)
-    total = count_records(source) if source is not None else None
-
-    start = time.perf_counter()
     with ExitStack() as stack:
+        if target is not None:
+            stack.enter_context(lock_output(target, output, quiet=opts.quiet))
+            _refuse_overwrite(target, output, resume)
+        done = recover(target) if target is not None and resume and target.exists() else Done()
+        session = Session.open(opts, lambda d: d.preset)
+        total = count_records(source) if source is not None else None
+        start = time.perf_counter()
         stream_in = stack.enter_context(source.open("rb")) if source is not None else sys.stdin.buffer
         if target is None:
             stream_out: IO[bytes] = sys.stdout.buffer
@@ -585,11 +592,95 @@ def _output_path(output: str, source: Path | None, resume: bool) -> Path | None:
     path = Path(output).expanduser()
     if source is not None and path.exists() and os.path.samefile(path, source):
         raise UsageError("the output file is the input file")
-    if path.exists() and path.stat().st_size > 0 and not resume:
-        raise UsageError(f"{output} already exists", hint="pass --resume to continue it, or remove it first")
     if not path.parent.is_dir():
         raise UsageError(f"no such directory for the output: {path.parent}")
     return path
+
+
+def _refuse_overwrite(path: Path, output: str, resume: bool) -> None:
+    """Checked under the lock: another run may have written the file until a moment ago."""
+    if path.exists() and path.stat().st_size > 0 and not resume:
+        raise UsageError(f"{output} already exists", hint="pass --resume to continue it, or remove it first")
+
+
+@contextmanager
+def lock_output(path: Path, output: str, quiet: bool = False) -> Iterator[None]:
+    """Hold `.NAME.lock` beside the output, locked and holding our pid, while the run writes the output.
+
+    A second run refuses at once (UsageError naming the holder's pid). The file is removed at exit; a
+    killed run's stays, unlocked, and is reused. Devices and pipes (`-o /dev/null`) are not locked.
+    """
+    real = path.resolve()
+    if real.exists() and not real.is_file():
+        yield
+        return
+    lock = real.with_name(f".{real.name}.lock")
+    try:
+        fd = _take_lock(lock, output)
+    except OSError as exc:
+        if not quiet:
+            console.warning(f"cannot lock {output} ({exc.strerror}); make sure no other run writes to it")
+        yield
+        return
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        try:
+            os.unlink(lock)  # before unlocking: whoever waits on this inode then sees it is gone
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _take_lock(lock: Path, output: str) -> int:
+    """The locked lock file's descriptor; UsageError if another process holds it."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _holder(fd) if exc.errno in (errno.EAGAIN, errno.EACCES) else None
+            os.close(fd)
+            if holder is None:
+                raise
+            raise UsageError(f"{output} is being written by another llmgen batch ({holder})",
+                             hint="wait for it to finish, or write to another file") from None
+        try:
+            current = os.stat(lock)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+            return fd
+        os.close(fd)  # the holder removed it between our open and our lock: lock the new one
+
+
+def _holder(fd: int) -> str:
+    """The holder of a locked lock file as "pid N".
+
+    It writes its pid just after locking, over what a killed run may have left: wait a moment for a
+    pid that is alive.
+    """
+    deadline = time.monotonic() + 2
+    while True:
+        data = os.pread(fd, 32, 0).strip()
+        if data.isdigit() and _alive(int(data)):
+            return f"pid {int(data)}"
+        if time.monotonic() > deadline:
+            return "pid unknown"
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # alive, but another user's
+    return True
 
 
 @contextmanager

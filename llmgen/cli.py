@@ -371,15 +371,22 @@ def compare(
     for preset in chosen:
         check(preset.generation, str(preset.chain[0].path))
     session = Session.open(opts, lambda d: d.preset)
-    outcomes = comparing.run(session, Request(prompt=text, system=session.system, raw=opts.raw), chosen, opts.seed)
+    request = Request(prompt=text, system=session.system, raw=opts.raw)
+    comparison = comparing.run(session, request, chosen, opts.seed, verbose=opts.verbose)
     if json_output:
-        obj = comparing.as_json(text, session.engine.info.model, outcomes)
+        obj = comparing.as_json(text, session.engine.info.model, comparison)
         console.out(json.dumps(obj, ensure_ascii=False) + "\n")
     else:
-        comparing.render(text, outcomes, console.stdout_console())
+        comparing.render(text, comparison, console.stdout_console())
     if opts.stats or opts.verbose:
-        for outcome in outcomes:
+        for outcome in comparison.outcomes:
             console.note(f"{outcome.preset}: " + console.stats_line(outcome.result, None))
+    if comparison.interrupted:
+        if not opts.quiet:
+            cut = [o.preset for o in comparison.outcomes if o.interrupted]
+            console.note("compare: interrupted" + (f" during {cut[0]}" if cut else "")
+                         + (f"; not run: {', '.join(comparison.not_run)}" if comparison.not_run else ""))
+        raise typer.Exit(130)
 
 
 @app.command(cls=Command)

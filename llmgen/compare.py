@@ -4,13 +4,18 @@ The measures are plain functions of token id lists (tested on hand-made lists). 
 token the model produced, the final eos included, so `new_tokens` is the length the others are over.
 `mean_logprob` is the model's own view of the output: one forward pass over prompt and output,
 whatever strategy produced it, so outputs of different strategies are scored alike.
+
+Ctrl-C stops the comparison where it is: the preset it cut short is kept with what it produced,
+marked interrupted (its measures cover that part, without the scoring pass), and the presets after
+it are listed as not run, so nothing cut short passes for a complete output.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmgen import presets
@@ -56,6 +61,7 @@ class Outcome:
     strategy: str
     result: Result
     logprobs: list[float]
+    interrupted: bool = False  # Ctrl-C cut it short: the text is what came before it
 
     def measures(self) -> dict[str, Any]:
         ids = self.result.token_ids
@@ -70,13 +76,28 @@ class Outcome:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        obj = {
             "preset": self.preset,
             "strategy": self.strategy,
             "text": self.result.text,
             "token_ids": self.result.token_ids,
             "measures": self.measures(),
         }
+        if self.interrupted:
+            obj["interrupted"] = True
+        return obj
+
+
+@dataclass
+class Comparison:
+    """The outcomes in preset order; after a Ctrl-C, the presets it left unstarted."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.not_run) or any(o.interrupted for o in self.outcomes)
 
 
 def default_presets() -> list[str]:
@@ -103,42 +124,77 @@ def choose(names: str | None, assistant: str | None) -> list[ResolvedPreset]:
     return chosen
 
 
-def run(session: Session, request: Request, chosen: Sequence[ResolvedPreset], seed: int | None) -> list[Outcome]:
+def run(session: Session, request: Request, chosen: Sequence[ResolvedPreset], seed: int | None,
+        verbose: bool = False) -> Comparison:
     """Each preset on the same prompt (with its own system prompt unless one was given), one model.
 
     A 1-token warm-up comes first so that the first preset's time is not the one-off start-up cost.
+    Ctrl-C ends the comparison at the preset it cuts short (see the module's docstring).
     """
+    engine = session.engine
+    comparison = Comparison()
+    try:
+        engine.generate(request, engine.plan(presets.resolve(BASE_OF_ASSISTED), {"max_new_tokens": 1}))
+        for preset in chosen:
+            outcome = _run_one(session, request, preset, seed, verbose)
+            comparison.outcomes.append(outcome)
+            if outcome.interrupted:
+                break
+    except KeyboardInterrupt:
+        pass  # between presets: those not started are listed below
+    comparison.not_run = [p.name for p in chosen[len(comparison.outcomes):]]
+    return comparison
+
+
+def _run_one(session: Session, request: Request, preset: ResolvedPreset, seed: int | None,
+             verbose: bool) -> Outcome:
+    """One preset's outcome; Ctrl-C while it generates or is scored gives it marked interrupted."""
     from llmgen import console
+    from llmgen.engine import Result
 
     engine = session.engine
-    engine.generate(request, engine.plan(presets.resolve(BASE_OF_ASSISTED), {"max_new_tokens": 1}))
-    outcomes = []
-    for preset in chosen:
-        plan = session.plan(seed=seed, preset=preset)
-        system = request.system if request.system is not None else preset.system
-        prompt_ids = engine.encode(dataclasses.replace(request, system=system))
+    plan = session.plan(seed=seed, preset=preset)
+    system = request.system if request.system is not None else preset.system
+    prompt_ids = engine.encode(dataclasses.replace(request, system=system))
+    if verbose:
+        console.note(f"compare: {preset.name} ({plan.strategy})…")
+    result = None
+    start = time.perf_counter()
+    try:
         with console.err.status(f"{preset.name} ({plan.strategy})…"):
             result = engine.generate(prompt_ids, plan)
+            if result.finish_reason == "interrupted":
+                return Outcome(preset.name, plan.strategy, result, [], interrupted=True)
             logprobs = engine.score(prompt_ids, result.token_ids)
-        outcomes.append(Outcome(preset.name, plan.strategy, result, logprobs))
-    return outcomes
+    except KeyboardInterrupt:  # a strategy that does not stream (beams) keeps nothing; or while scoring
+        if result is None:
+            result = Result(text="", token_ids=[], finish_reason="interrupted", prompt_tokens=len(prompt_ids),
+                            total_s=time.perf_counter() - start)
+        return Outcome(preset.name, plan.strategy, result, [], interrupted=True)
+    return Outcome(preset.name, plan.strategy, result, logprobs)
 
 
-def as_json(prompt: str, model: str, outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """The `compare --json` object."""
-    return {"prompt": prompt, "model": model, "results": [o.as_dict() for o in outcomes]}
+def as_json(prompt: str, model: str, comparison: Comparison) -> dict[str, Any]:
+    """The `compare --json` object; after a Ctrl-C also `"interrupted": true` and the `not_run` presets."""
+    obj: dict[str, Any] = {"prompt": prompt, "model": model, "results": [o.as_dict() for o in comparison.outcomes]}
+    if comparison.interrupted:
+        obj.update(interrupted=True, not_run=comparison.not_run)
+    return obj
 
 
-def render(prompt: str, outcomes: Sequence[Outcome], console: Console) -> None:
-    """One row per preset: its output, wrapped, beside its measures."""
+def render(prompt: str, comparison: Comparison, console: Console) -> None:
+    """One row per preset: its output, wrapped, beside its measures; a Ctrl-C's marks."""
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(prompt), show_lines=True, expand=True)
+    caption = None
+    if comparison.not_run:
+        caption = "[bold red]interrupted[/]: not run: " + escape(", ".join(comparison.not_run))
+    table = Table(title=escape(prompt), caption=caption, show_lines=True, expand=True)
     table.add_column("preset", no_wrap=True)
     table.add_column("output", ratio=1, overflow="fold")
     table.add_column("measures", no_wrap=True)
-    for outcome in outcomes:
+    for outcome in comparison.outcomes:
         m = outcome.measures()
         lines = [
             f"{m['new_tokens']} tokens · {m['seconds']:.2f} s",
@@ -149,6 +205,8 @@ def render(prompt: str, outcomes: Sequence[Outcome], console: Console) -> None:
             f"mean logprob {_show(m['mean_logprob'])}",
         ]
         name = f"[bold]{escape(outcome.preset)}[/]\n[dim]{escape(outcome.strategy)}[/]"
+        if outcome.interrupted:
+            name += "\n[bold red]interrupted[/]"
         table.add_row(name, escape(outcome.result.text), "\n".join(lines))
     console.print(table)
 

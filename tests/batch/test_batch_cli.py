@@ -92,3 +92,38 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_file(refe
 
 def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+LOCK_FLAGS = ["-n", "2", "--batch-size", "1", "-q"]
+LOCK_INPUT = jsonl(*[{"id": f"p{i}", "prompt": q} for i, q in enumerate(QUESTIONS * 3)])
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resume"])
+def test_a_second_batch_on_the_same_output_is_refused_at_once_with_the_holders_pid(
+        cli, tmp_path: Path, resume: bool) -> None:
+    from tests.conftest import LLMGEN
+
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(LOCK_INPUT)
+    args = ["batch", str(source), "-o", str(out), *LOCK_FLAGS, *(["--resume"] if resume else [])]
+    first = subprocess.Popen([str(LLMGEN), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # fresh: as soon as the first holds the lock (before its model loads); resume: once it has written
+        deadline = time.monotonic() + 120
+        while first.poll() is None and time.monotonic() < deadline and (
+                _lines(out) < 1 if resume else not (tmp_path / ".out.jsonl.lock").exists()):
+            time.sleep(0.01)
+        assert first.poll() is None, "the first run ended before the second could start"
+        second = cli(*args)
+        refused_at_once = first.poll() is None
+    finally:
+        _, first_err = first.communicate(timeout=300)
+    assert second.returncode == 2 and second.stdout == "", second.stderr
+    assert refused_at_once, "the second run must end while the first still holds the output"
+    error = second.stderr.splitlines()[0]
+    assert error.startswith("error: ") and f"pid {first.pid}" in error and str(out) in error
+    assert first.returncode == 0, first_err
+    written = records(out.read_bytes())
+    assert [r["id"] for r in written] == [f"p{i}" for i in range(len(QUESTIONS) * 3)]
+    assert all("text" in r for r in written)
+    assert not (tmp_path / ".out.jsonl.lock").exists()

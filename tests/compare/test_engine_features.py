@@ -104,7 +104,9 @@ def test_compare_runs_every_strategy_preset_and_measures_each_output(builtin_eng
     assert not {"chat", "creative", "precise"} & set(names)  # tunings of sampling, not strategies
     session = Session(builtin_engine, presets.resolve("greedy"), {"max_new_tokens": N}, None, Defaults())
     request = Request(prompt="Say hello.")
-    outcomes = compare.run(session, request, compare.choose(None, None), seed=11)
+    comparison = compare.run(session, request, compare.choose(None, None), seed=11)
+    outcomes = comparison.outcomes
+    assert not comparison.interrupted and not comparison.not_run
     assert [o.preset for o in outcomes] == names
     assert [o.strategy for o in outcomes] == [presets.resolve(n).strategy for n in names]
     prompt_ids = builtin_engine.encode(request)
@@ -118,7 +120,7 @@ def test_compare_runs_every_strategy_preset_and_measures_each_output(builtin_eng
         )
     by_name = {o.preset: o for o in outcomes}
     assert by_name["prompt-lookup"].result.token_ids == by_name["greedy"].result.token_ids
-    again = compare.run(session, request, compare.choose("sampling", None), seed=11)
+    again = compare.run(session, request, compare.choose("sampling", None), seed=11).outcomes
     assert again[0].result.token_ids == by_name["sampling"].result.token_ids  # --seed repeats sampling
 
 
