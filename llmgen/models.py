@@ -385,9 +385,12 @@ def _remove_leftovers(root: Path, digest: str) -> None:
     """Delete staging folders of conversions that died (a kill): each can be several times the GGUF.
 
     Called holding `digest`'s lock, so that digest's folders are all dead; another digest's are
-    dead when its lock is free.
+    dead when its lock is free. Temporary copies of the digest memo go too: losing one in flight
+    only costs its writer a memo entry.
     """
     for staging in root.iterdir():
+        if staging.name.startswith(".digests.json.") and staging.name.endswith(".tmp"):
+            staging.unlink(missing_ok=True)
         match = _STAGING.fullmatch(staging.name)
         if match is None:
             continue
@@ -502,6 +505,8 @@ def count_parameters(model_dir: Path) -> int:
     for file in model_dir.glob("*.safetensors"):
         with file.open("rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
+            if size > os.fstat(f.fileno()).st_size - 8:
+                raise ValueError(f"{file.name} is not a safetensors file")
             header = json.loads(f.read(size))
         for name, entry in header.items():
             if name != "__metadata__":
@@ -537,7 +542,8 @@ def load(
         try:
             parts = _load_dir(model_dir, quant, device, dtype, trust_remote_code=False)
         except _UNREADABLE as exc:
-            log.warning("the cached copy of %s does not load (%s); converting it again", source.path.name, _first_line(exc))
+            name, why = source.path.name, _first_line(exc)
+            log.warning("the cached copy of %s does not load (%s); converting it again", name, why)
             model_dir = gguf_cache(source.path, rebuild=True)
             try:
                 parts = _load_dir(model_dir, quant, device, dtype, trust_remote_code=False)
@@ -571,7 +577,7 @@ def load(
     return LoadedModel(model, tokenizer, info, trust_remote_code=trust_remote_code)
 
 
-_UNREADABLE: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, struct.error)
+_UNREADABLE: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, TypeError, OverflowError, struct.error)
 
 
 def _load_dir(

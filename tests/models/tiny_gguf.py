@@ -19,7 +19,7 @@ KV_HEADS = 2
 
 def _byte_tokens() -> list[str]:
     """GPT-2's byte-to-unicode alphabet: 256 tokens that spell any UTF-8 text."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     codes = keep[:]
     extra = 0
     for b in range(256):
