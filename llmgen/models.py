@@ -147,7 +147,7 @@ def gguf_cache(gguf: Path, *, rebuild: bool = False) -> Path:
     anything else, or `rebuild`, converts again. Conversions of one file take turns on a lock.
     """
     root = cache_dir() / "gguf"
-    known = _file_digest(gguf, compute=False)
+    known = _known_digest(gguf)
     if known and not rebuild and _entry_complete(root / known):
         return root / known
     check_gguf(gguf)
@@ -164,7 +164,7 @@ def gguf_cache(gguf: Path, *, rebuild: bool = False) -> Path:
             staged = staging / "gguf" / "model.gguf"
             staged.parent.mkdir(parents=True)
             if _copy_digest(gguf, staged) != digest:
-                _file_digest(gguf, fresh=True)
+                _file_digest(gguf)  # rewritten in place with the same size and mtime: remember anew
                 raise LlmgenError(f"model file changed while it was being read: {gguf}", hint="run the command again")
             entry = staging / "entry"
             _convert(staged, entry, gguf)
@@ -325,7 +325,8 @@ def _entry_complete(entry: Path) -> bool:
         return (
             manifest["format"] == CACHE_FORMAT
             and manifest["gguf_sha256"] == entry.name
-            and {"config.json", "tokenizer.json", "model.safetensors"} <= set(files)
+            and {"config.json", "tokenizer.json"} <= set(files)
+            and any(name.endswith(".safetensors") for name in files)
             and all((entry / name).stat().st_size == size for name, size in files.items())
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -378,7 +379,7 @@ def _acquire(path: Path, *, waiting: str | None, block: bool) -> int | None:
         os.close(fd)
 
 
-_STAGING = re.compile(r"([0-9a-f]{32})\.tmp\d+")
+_STAGING = re.compile(r"([0-9a-f]{32})\.tmp\d+")  # <digest>.tmp<pid>
 
 
 def _remove_leftovers(root: Path, digest: str) -> None:
@@ -402,34 +403,44 @@ def _remove_leftovers(root: Path, digest: str) -> None:
                 shutil.rmtree(staging, ignore_errors=True)
 
 
-def _file_digest(path: Path, *, compute: bool = True, fresh: bool = False) -> str | None:
-    """SHA-256 of a file, remembered by (path, size, mtime) so cached loads do not re-read it.
+def _known_digest(path: Path) -> str | None:
+    """The remembered digest of a file, or None; reads neither the file nor writes the memo."""
+    value = _read_memo().get(_memo_key(path))
+    return value if isinstance(value, str) and _DIGEST.fullmatch(value) else None
 
-    With `compute` off: the remembered digest or None, reading neither the file nor writing the memo.
-    `fresh` hashes the file again (it was rewritten in place, keeping its size and mtime).
-    """
-    stat = path.stat()
-    memo = cache_dir() / "gguf" / "digests.json"
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    try:
-        known = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict):
-        known = {}
-    if (isinstance(known.get(key), str) and not fresh) or not compute:
-        return known.get(key)
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file, remembered by (path, size, mtime) so cached loads do not re-read it."""
+    key = _memo_key(path)
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
+    known = _read_memo()
     known[key] = digest.hexdigest()[:32]
     try:
+        memo = cache_dir() / "gguf" / "digests.json"
         memo.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(memo, json.dumps(known, indent=0))
     except OSError:
         pass  # only a memo: the next load hashes the file again
     return known[key]
+
+
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+def _memo_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _read_memo() -> dict[str, Any]:
+    try:
+        known = json.loads((cache_dir() / "gguf" / "digests.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 def _copy_digest(source: Path, dest: Path) -> str:
@@ -591,10 +602,7 @@ def _load_dir(
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    try:
-        parameters = count_parameters(model_dir)
-    except SafetensorError as exc:
-        raise ValueError(str(exc)) from exc
+    parameters = count_parameters(model_dir)
     quant, quant_reason = pick_quant(quant, device, parameters * DTYPE_BYTES[dtype])
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
     if quant == "4bit":
@@ -609,7 +617,7 @@ def _load_dir(
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(model_dir, device_map=device, use_safetensors=True, **kwargs)
-    except SafetensorError as exc:
+    except SafetensorError as exc:  # a garbled weights file: unreadable like the others
         raise ValueError(str(exc)) from exc
     return tokenizer, model, parameters, (quant, quant_reason)
 

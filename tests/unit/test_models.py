@@ -92,7 +92,7 @@ def test_digest_memo_is_replaced_whole_through_write_atomic(
     digest = models._file_digest(model)
     memo = tmp_path / "cache" / "llmgen" / "gguf" / "digests.json"
     assert written == [memo] and digest in memo.read_text()
-    assert models._file_digest(model) == digest and written == [memo]
+    assert models._known_digest(model) == digest and written == [memo]
 
 
 def test_check_gguf_accepts_a_whole_file_and_names_text_and_truncated_ones(tmp_path: Path) -> None:
