@@ -151,6 +151,7 @@ class Engine:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.info = loaded.info
+        self._trust_remote_code = loaded.trust_remote_code
         self._assistants: dict[str, tuple[Any, Any | None]] = {}
 
     @classmethod
@@ -199,10 +200,17 @@ class Engine:
         """The draft model for assisted decoding, loaded once on the engine's device and dtype.
 
         Returns the model and, when its vocabulary differs from the main model's, its tokenizer
-        (transformers then translates between the two).
+        (transformers then translates between the two). Its code runs only if the main model's could
+        (`--trust-remote-code`).
         """
         if spec not in self._assistants:
-            loaded = models.load(spec, quant=self.info.quant, device=self.info.device, dtype=self.info.dtype)
+            loaded = models.load(
+                spec,
+                quant=self.info.quant,
+                device=self.info.device,
+                dtype=self.info.dtype,
+                trust_remote_code=self._trust_remote_code,
+            )
             same = loaded.tokenizer.get_vocab() == self.tokenizer.get_vocab()
             self._assistants[spec] = (loaded.model, None if same else loaded.tokenizer)
         return self._assistants[spec]

@@ -72,3 +72,40 @@ def test_bitsandbytes_quantization_runs_on_the_cpu(builtin_engine, quant: str) -
         Request(prompt="What is the capital of France?"), engine.plan(presets.resolve("greedy"), {"max_new_tokens": 8})
     )
     assert "Paris" in result.text
+
+
+def test_digest_memo_is_replaced_whole_through_write_atomic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmgen import files
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    written: list[Path] = []
+
+    def spy(path: Path, data: str | bytes) -> None:
+        written.append(Path(path))
+        files.write_atomic(path, data)
+
+    monkeypatch.setattr(models, "write_atomic", spy, raising=False)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    digest = models._file_digest(model)
+    memo = tmp_path / "cache" / "llmgen" / "gguf" / "digests.json"
+    assert written == [memo] and digest in memo.read_text()
+    assert models._known_digest(model) == digest and written == [memo]
+
+
+def test_check_gguf_accepts_a_whole_file_and_names_text_and_truncated_ones(tmp_path: Path) -> None:
+    from tests.models.tiny_gguf import write_tiny_gguf
+
+    whole = write_tiny_gguf(tmp_path / "tiny.gguf")
+    models.check_gguf(whole)
+    text = tmp_path / "text.gguf"
+    text.write_text("hello")
+    with pytest.raises(UsageError, match=f"^not a GGUF file: {text}$"):
+        models.check_gguf(text)
+    for cut in (10, 4000, whole.stat().st_size - 1):
+        short = tmp_path / f"short{cut}.gguf"
+        short.write_bytes(whole.read_bytes()[:cut])
+        with pytest.raises(UsageError, match=f"^model file is truncated or corrupt: {short}$"):
+            models.check_gguf(short)
