@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from llmgen import models
+from llmgen import gguf_cache, models
 from tests.conftest import LLMGEN
 from tests.models.tiny_gguf import write_tiny_gguf
 
@@ -110,7 +110,7 @@ def test_model_directory_with_its_own_code_is_refused_naming_the_flag(
 
 def _old_entry_with_tokenizer_code(entry: Path) -> Path:
     """An entry as an old llmgen left it after converting a GGUF beside hostile tokenizer code."""
-    (entry / models.MANIFEST).unlink(missing_ok=True)
+    (entry / gguf_cache.MANIFEST).unlink(missing_ok=True)
     config = json.loads((entry / "tokenizer_config.json").read_text())
     config["auto_map"] = {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}
     config["tokenizer_class"] = "EvilTokenizer"
@@ -139,7 +139,7 @@ def test_cache_entry_that_is_incomplete_or_does_not_load_is_rebuilt_not_trusted(
     proc = cli("run", "hi", "-m", str(tiny_gguf), "-n", "2", "--trust-remote-code", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "converting" in proc.stderr
-    assert entries(env) == [entry] and models._entry_complete(entry)
+    assert entries(env) == [entry] and gguf_cache._entry_complete(entry)
     assert not list(entry.glob("*.py")) and (marker is None or not marker.exists())
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmgen import models
+from llmgen import gguf_cache, models
 from llmgen.engine import Engine, Request
 from llmgen.errors import UsageError
 
@@ -86,26 +86,26 @@ def test_digest_memo_is_replaced_whole_through_write_atomic(
         written.append(Path(path))
         files.write_atomic(path, data)
 
-    monkeypatch.setattr(models, "write_atomic", spy, raising=False)
+    monkeypatch.setattr(gguf_cache, "write_atomic", spy)
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF" + bytes(100))
-    digest = models._file_digest(model)
+    digest = gguf_cache._file_digest(model)
     memo = tmp_path / "cache" / "llmgen" / "gguf" / "digests.json"
     assert written == [memo] and digest in memo.read_text()
-    assert models._known_digest(model) == digest and written == [memo]
+    assert gguf_cache._known_digest(model) == digest and written == [memo]
 
 
 def test_check_gguf_accepts_a_whole_file_and_names_text_and_truncated_ones(tmp_path: Path) -> None:
     from tests.models.tiny_gguf import write_tiny_gguf
 
     whole = write_tiny_gguf(tmp_path / "tiny.gguf")
-    models.check_gguf(whole)
+    gguf_cache.check_gguf(whole)
     text = tmp_path / "text.gguf"
     text.write_text("hello")
     with pytest.raises(UsageError, match=f"^not a GGUF file: {text}$"):
-        models.check_gguf(text)
+        gguf_cache.check_gguf(text)
     for cut in (10, 4000, whole.stat().st_size - 1):
         short = tmp_path / f"short{cut}.gguf"
         short.write_bytes(whole.read_bytes()[:cut])
         with pytest.raises(UsageError, match=f"^model file is truncated or corrupt: {short}$"):
-            models.check_gguf(short)
+            gguf_cache.check_gguf(short)
