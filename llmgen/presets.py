@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmgen.config import Quant, _yaml_problem, config_dir, format_validation_error
 from llmgen.errors import UsageError
-from llmgen.settings import strategy_of
+from llmgen.strategies import select
 
 
 class Preset(BaseModel):
@@ -55,7 +55,7 @@ class ResolvedPreset:
 
     @property
     def strategy(self) -> str:
-        return strategy_of(self.generation, self.assistant_model)
+        return select(self.generation, self.assistant_model).name
 
 
 def builtin_dir() -> Path:
