@@ -54,7 +54,8 @@ def custom_loop(strategy: Strategy, check_settings: SettingsCheck) -> Callable[[
                 )
             check_settings(generation_config)
             output = body(
-                model, input_ids, logits_processor, stopping_criteria, generation_config, streamer=streamer, **model_kwargs
+                model, input_ids, logits_processor, stopping_criteria, generation_config,
+                streamer=streamer, **model_kwargs,
             )
             if streamer is not None:
                 streamer.end()
