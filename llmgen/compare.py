@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmgen import presets
 from llmgen.errors import UsageError
+from llmgen.strategies import ASSISTED, GREEDY
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from llmgen.presets import ResolvedPreset
 
 REPETITION_N = 4
-ASSISTED_NAME = "assisted"
-BASE_OF_ASSISTED = "greedy"
 
 
 def ngrams(tokens: Sequence[int], n: int) -> list[tuple[int, ...]]:
@@ -107,20 +106,20 @@ def default_presets() -> list[str]:
         preset = presets.resolve(str(path))
         if preset.name == preset.strategy:
             names.append(preset.name)
-    return sorted(names, key=lambda name: (name != BASE_OF_ASSISTED, name))
+    return sorted(names, key=lambda name: (name != GREEDY.name, name))
 
 
 def choose(names: str | None, assistant: str | None) -> list[ResolvedPreset]:
-    """The presets to compare, resolved before any model loads; `--assistant` adds greedy drafted by it."""
+    """The presets to compare, resolved before any model loads; `--assistant` adds the greedy preset drafted by it."""
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else default_presets()
     if not wanted:
         raise UsageError("--presets is empty", hint="give preset names separated by commas")
-    chosen = [presets.resolve(name) for name in wanted if name != ASSISTED_NAME]
+    chosen = [presets.resolve(name) for name in wanted if name != ASSISTED.name]
     if assistant:
-        base = presets.resolve(BASE_OF_ASSISTED)
-        chosen.append(dataclasses.replace(base, name=ASSISTED_NAME, assistant_model=assistant))
-    elif ASSISTED_NAME in wanted:
-        raise UsageError("'assisted' in --presets needs a draft model", hint="add --assistant MODEL")
+        base = presets.resolve(GREEDY.name)
+        chosen.append(dataclasses.replace(base, name=ASSISTED.name, assistant_model=assistant))
+    elif ASSISTED.name in wanted:
+        raise UsageError(f"'{ASSISTED.name}' in --presets needs a draft model", hint="add --assistant MODEL")
     return chosen
 
 
@@ -134,7 +133,7 @@ def run(session: Session, request: Request, chosen: Sequence[ResolvedPreset], se
     engine = session.engine
     comparison = Comparison()
     try:
-        engine.generate(request, engine.plan(presets.resolve(BASE_OF_ASSISTED), {"max_new_tokens": 1}))
+        engine.generate(request, engine.plan(presets.resolve(GREEDY.name), {"max_new_tokens": 1}))
         for preset in chosen:
             outcome = _run_one(session, request, preset, seed, verbose)
             comparison.outcomes.append(outcome)

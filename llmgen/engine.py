@@ -4,7 +4,8 @@ The engine turns requests (a prompt or chat messages) into token ids with the mo
 merges settings into a validated `GenerationConfig`, and calls `model.generate` with transformers'
 own logits processors, stopping criteria (stop strings included) and a streamer. Strategies that
 transformers 5 no longer carries (contrastive, DoLa, diverse beam) come from `llmgen.decoding` as
-`custom_generate` loops. Nothing here prints: text reaches the caller through `on_text`.
+`custom_generate` loops; what each strategy allows (batching, streaming, a reused cache) is its row in
+`llmgen.strategies`. Nothing here prints: text reaches the caller through `on_text`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmgen import models, settings
+from llmgen import models, settings, strategies
 from llmgen.errors import UsageError
 from llmgen.presets import ResolvedPreset
 from llmgen.speculative import count_drafts
+from llmgen.strategies import Strategy
 from llmgen.streaming import TextCallbackStreamer, find_stop
 from llmgen.tokens import TokenInfo, token_details
 
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_NEW_TOKENS = 512
 _OWN_KEYS = {"transformers_version", "_from_model_config"}
-# transformers runs these with one sequence at a time only (assisted generation refuses batches).
-UNBATCHABLE_STRATEGIES = frozenset({"assisted", "prompt-lookup"})
 
 
 @dataclass(frozen=True)
@@ -48,20 +48,25 @@ class Plan:
 
     config: GenerationConfig
     preset: str
-    strategy: str
+    row: Strategy
     warnings: tuple[str, ...] = ()
     seed: int | None = None
     assistant: str | None = None
 
     @property
+    def strategy(self) -> str:
+        """The strategy's name, as printed and in `--json` outputs."""
+        return self.row.name
+
+    @property
     def streams(self) -> bool:
-        """transformers cannot stream beams: those print when done."""
-        return (self.config.num_beams or 1) == 1 and (self.config.num_return_sequences or 1) == 1
+        """Whether text can be shown as it comes: not for beams, nor for several sequences at once."""
+        return self.row.streams and (self.config.num_return_sequences or 1) == 1
 
     @property
     def batches(self) -> bool:
         """Whether several requests can share one generate call under this plan."""
-        return self.strategy not in UNBATCHABLE_STRATEGIES
+        return self.row.batches
 
     @property
     def rows_per_request(self) -> int:
@@ -190,11 +195,11 @@ class Engine:
             settings.check(layer, "settings")
         base = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, **self.model_defaults()}
         config, warnings = settings.build_config(base, preset.generation, *overrides)
-        strategy = settings.strategy_of(config.to_dict(), preset.assistant_model)
-        _check_decoding(config)
+        row = strategies.select(config.to_dict(), preset.assistant_model)
+        _check_strategy(row, config)
         if preset.assistant_model and (config.num_beams or 1) > 1:
             raise UsageError(f"preset {preset.name}: assisted decoding works with greedy or sampling, not beams")
-        return Plan(config, preset.name, strategy, tuple(warnings), seed, preset.assistant_model)
+        return Plan(config, preset.name, row, tuple(warnings), seed, preset.assistant_model)
 
     def assistant(self, spec: str) -> tuple[Any, Any | None]:
         """The draft model for assisted decoding, loaded once on the engine's device and dtype.
@@ -264,7 +269,7 @@ class Engine:
         import torch
 
         past, reused = None, 0
-        if cache is not None and _reuses_cache(config, self.model):
+        if cache is not None and _reuses_cache(plan.row, config, self.model):
             past, reused = cache.take(self.model, prompt)
         extra = {"past_key_values": past} if past is not None else {}
         input_ids = torch.tensor([prompt], device=self.model.device)
@@ -439,23 +444,22 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _check_decoding(config: GenerationConfig) -> None:
-    """Refuse settings llmgen's own decoding loops cannot run with, before any generation starts."""
-    from llmgen.decoding import DecodingSettingsError, decoding_loop
+def _check_strategy(row: Strategy, config: GenerationConfig) -> None:
+    """Refuse a strategy llmgen does not run, or settings its own loop cannot run with, before generating."""
+    from llmgen.decoding import DecodingSettingsError, check_settings
 
+    if row.refusal:
+        raise UsageError(row.refusal)
     try:
-        decoding_loop(config, None)
+        check_settings(row, config)
     except DecodingSettingsError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _reuses_cache(config: GenerationConfig, model: Any) -> bool:
-    """Only transformers' own greedy and sampling loops take a cache that already holds a prefix."""
-    from transformers.generation.configuration_utils import GenerationMode
-
-    mode = config.get_generation_mode()
+def _reuses_cache(row: Strategy, config: GenerationConfig, model: Any) -> bool:
+    """Whether the strategy takes a cache already holding a prefix, and the config and model give it one it can."""
     return (
-        mode in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE)
+        row.reuses_cache
         and config.use_cache is not False
         and config.cache_implementation in (None, "dynamic")
         and model._supports_default_dynamic_cache()

@@ -14,21 +14,14 @@ import warnings as warnings_module
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmgen import settings
-from llmgen.errors import UsageError
+from llmgen import settings, strategies
 from llmgen.presets import ResolvedPreset
+from llmgen.strategies import Strategy
 
 STAND_IN_EOS = 0
 # Parameters that describe the stand-in model or tokenizer (its eos id too), not the preset.
 STAND_IN_PARAMS = {"max_position_embeddings", "max_valid_positions", "max_valid_end_lens", "maximum_token_len",
                    "num_stop_strings", "target_lens", "filter_value", "eos_token_id"}
-# Strategy-selecting settings transformers drops without a word when another strategy wins.
-ONLY_UNDER = {
-    "penalty_alpha": ("contrastive_search", "only contrastive search uses it (with top_k > 1, no sampling, no beams)"),
-    "dola_layers": ("dola_generation", "only DoLa uses it (without beams)"),
-    "diversity_penalty": ("group_beam_search", "only diverse beam search uses it (num_beam_groups > 1)"),
-    "prompt_lookup_num_tokens": ("assisted_generation", "prompt lookup runs only without beams"),
-}
 
 
 @dataclass
@@ -51,7 +44,7 @@ def explain(preset: ResolvedPreset) -> Explanation:
 
     base = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, "eos_token_id": STAND_IN_EOS}
     config, warnings = settings.build_config(base, preset.generation)
-    mode = config.get_generation_mode(preset.assistant_model)
+    row = strategies.select(config.to_dict(), preset.assistant_model)
     with torch.device("meta"):
         model = LlamaForCausalLM(
             LlamaConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
@@ -74,32 +67,39 @@ def explain(preset: ResolvedPreset) -> Explanation:
     tokenizer = _stand_in_tokenizer([stops] if isinstance(stops, str) else stops) if stops else None
     criteria = model._get_stopping_criteria(prepared, StoppingCriteriaList(), tokenizer=tokenizer)
 
-    ignored = list(warnings)
-    for key, (wanted, why) in ONLY_UNDER.items():
-        if getattr(config, key, None) not in (None, 0, 0.0) and mode.value != wanted:
-            ignored.append(f"`{key}` is set to {getattr(config, key)!r} but {mode.value} ignores it: {why}")
     return Explanation(
-        strategy=preset.strategy,
-        runs=_method(config, mode, preset.assistant_model),
+        strategy=row.name,
+        runs=_method(row, config, preset.assistant_model),
         processors=[_describe(p) for p in processors],
         criteria=[_describe(c) for c in criteria],
-        ignored=ignored,
+        ignored=[*warnings, *_unused(row, config)],
     )
 
 
-def _method(config: Any, mode: Any, assistant: str | None) -> str:
+def _unused(row: Strategy, config: Any) -> list[str]:
+    """Settings only another strategy uses: transformers drops them without a word."""
+    lines = []
+    for owner in strategies.TABLE:
+        for key in owner.own_settings:
+            value = getattr(config, key, None)
+            if value not in (None, 0, 0.0) and row.mode != owner.mode:
+                lines.append(f"`{key}` is set to {value!r} but {row.mode} ignores it: {owner.own_settings_note}")
+    return lines
+
+
+def _method(row: Strategy, config: Any, assistant: str | None) -> str:
+    from transformers.generation.configuration_utils import GenerationMode
     from transformers.generation.utils import GENERATION_MODES_MAPPING
 
-    from llmgen.decoding import decoding_loop
+    from llmgen.decoding import check_settings
 
-    try:
-        loop = decoding_loop(config, None)
-    except UsageError as exc:
-        return f"{mode.value}: {exc} in this llmgen"
-    if loop is not None:
-        return f"{mode.value}: llmgen's own loop {loop.__module__}.{loop.__name__}"
+    if row.refusal:
+        return f"{row.mode}: none — {row.refusal}"
+    if row.loop is not None:
+        check_settings(row, config)
+        return f"{row.mode}: llmgen's own loop {row.loop.replace(':', '.')}"
     draft = f", drafts from {assistant}" if assistant else ""
-    return f"{mode.value}: transformers GenerationMixin.{GENERATION_MODES_MAPPING[mode]}{draft}"
+    return f"{row.mode}: transformers GenerationMixin.{GENERATION_MODES_MAPPING[GenerationMode(row.mode)]}{draft}"
 
 
 def _describe(obj: Any) -> str:

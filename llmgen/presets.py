@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmgen.config import Quant, config_dir, format_validation_error, read_yaml
 from llmgen.errors import UsageError
-from llmgen.settings import check_values, strategy_of
+from llmgen.settings import check_values
+from llmgen.strategies import select
 
 
 class Preset(BaseModel):
@@ -55,7 +56,7 @@ class ResolvedPreset:
 
     @property
     def strategy(self) -> str:
-        return strategy_of(self.generation, self.assistant_model)
+        return select(self.generation, self.assistant_model).name
 
 
 def builtin_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Generation settings: `--set` parsing, the strategy a set of settings selects, and validation.
+"""Generation settings: `--set` parsing, implied sampling, and validation.
 
 Settings are plain dicts of transformers `GenerationConfig` fields, layered lowest first: the model's
 own generation_config, the preset, a batch record's params, the command line. `build_config` merges
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from llmgen import strategies
 from llmgen.config import MAX_SETTING_VALUES, parse_yaml
 from llmgen.errors import UsageError
 
@@ -26,27 +27,6 @@ if TYPE_CHECKING:
 # Settings whose value only matters when sampling: setting one of these on the command line while the
 # preset is greedy means the user wants sampling.
 SAMPLING_FLAGS = ("temperature", "top_p", "min_p")
-
-
-def strategy_of(generation: dict[str, Any], assistant_model: str | None = None) -> str:
-    """The decoding strategy transformers selects for these settings (mirrors `get_generation_mode`)."""
-    if assistant_model or generation.get("assistant_model"):
-        return "assisted"
-    if generation.get("prompt_lookup_num_tokens"):
-        return "prompt-lookup"
-    if generation.get("dola_layers") is not None:
-        return "dola"
-    sample = bool(generation.get("do_sample"))
-    num_beams = generation.get("num_beams") or 1
-    if num_beams == 1:
-        if sample:
-            return "sampling"
-        if (generation.get("penalty_alpha") or 0) > 0 and (generation.get("top_k") or 0) > 1:
-            return "contrastive"
-        return "greedy"
-    if (generation.get("num_beam_groups") or 1) > 1:
-        return "diverse-beam"
-    return "beam-sampling" if sample else "beam"
 
 
 def parse_set(pairs: list[str], source: str = "--set") -> dict[str, Any]:
@@ -228,10 +208,6 @@ def build_config(
         raise UsageError(f"{source}: {_first_line(exc)}") from None
 
 
-# Settings transformers 5 calls ignored outside sampling, which llmgen's own loops do use.
-_USED_BY_OWN_LOOPS = {"contrastive": ("top_k", "penalty_alpha")}
-
-
 def _validate(config: GenerationConfig) -> list[str]:
     """Strict validation errors that are only "this flag is ignored" become warnings."""
     try:
@@ -239,7 +215,7 @@ def _validate(config: GenerationConfig) -> list[str]:
         return []
     except ValueError as strict_error:
         config.validate(strict=False)
-        used = _USED_BY_OWN_LOOPS.get(strategy_of(config.to_dict()), ())
+        used = strategies.select(config.to_dict()).loop_uses
         return [
             line.removeprefix("- ").strip()
             for line in str(strict_error).splitlines()

@@ -62,11 +62,12 @@ def count_drafts(model: Any) -> Iterator[DraftStats]:
 
 def without_drafts(plan: Plan) -> Plan:
     """The same plan without drafting (greedy, or sampling): what drafting is measured against."""
-    from llmgen.settings import strategy_of
+    from llmgen.strategies import DRAFTING, select
 
     config = copy.deepcopy(plan.config)
-    config.prompt_lookup_num_tokens = None
-    return dataclasses.replace(plan, config=config, assistant=None, strategy=strategy_of(config.to_dict()))
+    for key in sorted({key for row in DRAFTING for key in row.selected_by}):
+        setattr(config, key, None)
+    return dataclasses.replace(plan, config=config, assistant=None, row=select(config.to_dict()))
 
 
 @dataclass

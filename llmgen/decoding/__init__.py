@@ -2,19 +2,24 @@
 
 Transformers 5 moved contrastive search, DoLa and diverse (group) beam search out of the library into Hub code
 that needs `trust_remote_code`; llmgen carries its own loops instead, token for token equal to what
-transformers 4.55 produced. Importing this package is cheap: torch and transformers load only when a loop is asked for.
+transformers 4.55 produced. A strategy's row in `llmgen.strategies` names its loop here. Importing this package is
+cheap: torch and transformers load only when a loop is asked for.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import TYPE_CHECKING, Callable
+
+from llmgen import strategies
+from llmgen.strategies import Strategy
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerBase, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
 
-__all__ = ["DecodingSettingsError", "decoding_loop", "stop_string_criteria"]
+__all__ = ["DecodingSettingsError", "check_settings", "decoding_loop", "stop_string_criteria"]
 
 
 def __getattr__(name: str) -> type:
@@ -26,27 +31,34 @@ def __getattr__(name: str) -> type:
 
 
 def decoding_loop(generation_config: GenerationConfig, streamer: BaseStreamer | None) -> Callable | None:
-    """The llmgen loop for the strategy this config selects (contrastive, DoLa, group beam), ready to pass as
-    `model.generate(custom_generate=...)`, with the streamer bound; None when transformers runs the mode itself.
+    """llmgen's own loop for the strategy this config selects, ready to pass as `model.generate(custom_generate=...)`
+    with the streamer bound; None when transformers runs the mode itself.
 
     `generate` does not forward `streamer` to a callable `custom_generate`, hence the binding here (it still puts
-    the prompt ids to the streamer once before the loop starts). Settings the loop cannot run with raise
-    `DecodingSettingsError`, a `ValueError` with a one-line message; those that depend on the model (DoLa layer
-    indices) are checked when the loop starts, before any token is generated.
+    the prompt ids to the streamer once before the loop starts). The loop checks its settings when it starts
+    (`check_settings` does so beforehand, without a model).
     """
-    from transformers.generation.configuration_utils import GenerationMode
+    loop = _loop_of(strategies.by_mode(generation_config.get_generation_mode().value))
+    if loop is None or streamer is None:
+        return loop
+    return functools.partial(loop, streamer=streamer)
 
-    mode = generation_config.get_generation_mode()
-    if mode == GenerationMode.CONTRASTIVE_SEARCH:
-        from llmgen.decoding.contrastive import check_settings, contrastive_search as loop
-    elif mode == GenerationMode.DOLA_GENERATION:
-        from llmgen.decoding.dola import check_settings, dola_decoding as loop
-    elif mode == GenerationMode.GROUP_BEAM_SEARCH:
-        from llmgen.decoding.group_beam import check_settings, group_beam_search as loop
-    else:
+
+def check_settings(row: Strategy, generation_config: GenerationConfig) -> None:
+    """Refuse settings the strategy's own loop cannot run with (`DecodingSettingsError`, a one-line message).
+
+    Those that depend on the model (DoLa layer indices) are checked when the loop starts, before any token.
+    """
+    loop = _loop_of(row)
+    if loop is not None:
+        loop.check_settings(generation_config)
+
+
+def _loop_of(row: Strategy) -> Callable | None:
+    if row.loop is None:
         return None
-    check_settings(generation_config)
-    return functools.partial(loop, streamer=streamer) if streamer is not None else loop
+    module, function = row.loop.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def stop_string_criteria(

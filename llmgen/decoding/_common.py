@@ -1,4 +1,4 @@
-"""Pieces the contrastive, DoLa and group-beam loops share: the forward step, output records, row bookkeeping.
+"""Pieces llmgen's own decoding loops share: the wrapper every loop runs in, the forward step, output records.
 
 The loops follow the shape of transformers 5's own `_sample`: `generate` has already prepared the cache, the
 attention mask, position ids, logits processors and stopping criteria; a loop only prefills, steps and picks tokens.
@@ -6,14 +6,18 @@ attention mask, position ids, logits processors and stopping criteria; a loop on
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 if TYPE_CHECKING:
-    from transformers import GenerationConfig, PreTrainedModel
+    from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
+
+    from llmgen.strategies import Strategy
 
 
 class DecodingSettingsError(ValueError):
@@ -21,6 +25,46 @@ class DecodingSettingsError(ValueError):
 
 
 CACHE_NAMES = ("past_key_values", "cache_params")
+SettingsCheck = Callable[["GenerationConfig"], None]
+
+
+def custom_loop(strategy: Strategy, check_settings: SettingsCheck) -> Callable[[Callable], Callable]:
+    """Make a loop body the `custom_generate` callable for `strategy`, with what every loop does first and last.
+
+    First, refuse encoder-decoder models and settings the loop cannot run with: `check_settings` runs once per call,
+    here, and hangs on the loop as `check_settings` so that a plan can be refused before any model runs. Last, end
+    the streamer once the body has returned. The body takes the loop's arguments but `synced_gpus` (unsupported).
+    """
+
+    def wrap(body: Callable) -> Callable:
+        @functools.wraps(body)
+        def loop(
+            model: PreTrainedModel,
+            input_ids: torch.LongTensor,
+            logits_processor: LogitsProcessorList,
+            stopping_criteria: StoppingCriteriaList,
+            generation_config: GenerationConfig,
+            synced_gpus: bool = False,
+            streamer: BaseStreamer | None = None,
+            **model_kwargs: Any,
+        ) -> Any:
+            if model.config.is_encoder_decoder:
+                raise DecodingSettingsError(
+                    f"{strategy.title} runs on decoder-only models; {type(model).__name__} is encoder-decoder"
+                )
+            check_settings(generation_config)
+            output = body(
+                model, input_ids, logits_processor, stopping_criteria, generation_config,
+                streamer=streamer, **model_kwargs,
+            )
+            if streamer is not None:
+                streamer.end()
+            return output
+
+        loop.check_settings = check_settings
+        return loop
+
+    return wrap
 
 
 def prefill(model: PreTrainedModel, input_ids: torch.LongTensor, config: GenerationConfig, model_kwargs: dict) -> Any:
@@ -43,11 +87,6 @@ def advance(model: PreTrainedModel, outputs: Any, model_kwargs: dict) -> dict:
 
 def cache_of(model_kwargs: dict) -> Any:
     return next((model_kwargs[name] for name in CACHE_NAMES if model_kwargs.get(name) is not None), None)
-
-
-def require_decoder_only(model: PreTrainedModel, strategy: str) -> None:
-    if model.config.is_encoder_decoder:
-        raise DecodingSettingsError(f"{strategy} runs on decoder-only models; {type(model).__name__} is encoder-decoder")
 
 
 @dataclass

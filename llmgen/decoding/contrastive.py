@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from llmgen import strategies
 from llmgen.decoding._common import (
     DecodingSettingsError,
     Finisher,
     Records,
     advance,
     cache_of,
+    custom_loop,
     decoder_only_output,
     prefill,
-    require_decoder_only,
     take_rows,
 )
 
@@ -37,19 +38,17 @@ def check_settings(config: GenerationConfig) -> None:
         raise DecodingSettingsError("contrastive search does not work with prefill_chunk_size")
 
 
+@custom_loop(strategies.CONTRASTIVE, check_settings)
 def contrastive_search(
     model: PreTrainedModel,
     input_ids: torch.LongTensor,
     logits_processor: LogitsProcessorList,
     stopping_criteria: StoppingCriteriaList,
     generation_config: GenerationConfig,
-    synced_gpus: bool = False,
     streamer: BaseStreamer | None = None,
     **model_kwargs: Any,
 ) -> Any:
     """The `custom_generate` loop for `penalty_alpha` > 0 with `top_k` > 1."""
-    require_decoder_only(model, "contrastive search")
-    check_settings(generation_config)
     top_k, alpha = generation_config.top_k, generation_config.penalty_alpha
     records = Records(generation_config)
     finisher = Finisher(input_ids, generation_config, stopping_criteria, streamer)
@@ -99,8 +98,6 @@ def contrastive_search(
         if finisher.done:
             break
 
-    if streamer is not None:
-        streamer.end()
     cache = cache_of(model_kwargs)
     if records.config.return_dict_in_generate and cache is not None:
         cache.crop(-1)  # the last token's keys/values are in; its successor's forward has not run: drop them

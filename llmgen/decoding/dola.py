@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from llmgen import strategies
 from llmgen.decoding._common import (
     DecodingSettingsError,
     Finisher,
     Records,
     advance,
     cache_of,
+    custom_loop,
     decode_step,
     decoder_only_output,
     prefill,
-    require_decoder_only,
 )
 
 if TYPE_CHECKING:
@@ -69,19 +70,17 @@ def premature_layers(dola_layers: str | list[int], num_layers: int, tied_embeddi
     return list(dola_layers)
 
 
+@custom_loop(strategies.DOLA, check_settings)
 def dola_decoding(
     model: PreTrainedModel,
     input_ids: torch.LongTensor,
     logits_processor: LogitsProcessorList,
     stopping_criteria: StoppingCriteriaList,
     generation_config: GenerationConfig,
-    synced_gpus: bool = False,
     streamer: BaseStreamer | None = None,
     **model_kwargs: Any,
 ) -> Any:
     """The `custom_generate` loop for `dola_layers`, greedy or sampling."""
-    require_decoder_only(model, "DoLa")
-    check_settings(generation_config)
     text_config = model.config.get_text_config()
     layers = premature_layers(
         generation_config.dola_layers, text_config.num_hidden_layers, bool(text_config.tie_word_embeddings)
@@ -118,8 +117,6 @@ def dola_decoding(
             break
         outputs = decode_step(model, input_ids, model_kwargs)
 
-    if streamer is not None:
-        streamer.end()
     output = decoder_only_output(input_ids, records, cache_of(model_kwargs))
     if not isinstance(output, torch.Tensor):
         output.premature_layers = chosen_layers  # read by `llmgen run --inspect`

@@ -4,7 +4,7 @@ The beams split into `num_beam_groups` groups that take turns each step; a group
 `diversity_penalty` for every time an earlier group picked the same token at this step (Hamming diversity), so the
 groups pull apart. Each group keeps its own finished hypotheses; the best `num_return_sequences` over all groups are
 returned. Token for token what transformers 4.55's `_group_beam_search` with its `BeamSearchScorer` produced.
-Beams are not streamable: the caller gets the streamer's `end()` and the final sequences.
+Beams are not streamable: the streamer only gets its `end()`, from the shared wrapper.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from llmgen import strategies
 from llmgen.decoding._common import (
     DecodingSettingsError,
     Records,
     advance,
     cache_of,
+    custom_loop,
     decode_step,
     prefill,
-    require_decoder_only,
 )
 
 if TYPE_CHECKING:
@@ -75,19 +76,17 @@ class Hypotheses:
         return self.worst >= best_sum_logprobs / length**self.length_penalty
 
 
+@custom_loop(strategies.DIVERSE_BEAM, check_settings)
 def group_beam_search(
     model: PreTrainedModel,
     input_ids: torch.LongTensor,
     logits_processor: LogitsProcessorList,
     stopping_criteria: StoppingCriteriaList,
     generation_config: GenerationConfig,
-    synced_gpus: bool = False,
     streamer: BaseStreamer | None = None,
     **model_kwargs: Any,
 ) -> Any:
     """The `custom_generate` loop for `num_beam_groups` > 1; `input_ids` come expanded to batch x num_beams."""
-    require_decoder_only(model, "diverse beam search")
-    check_settings(generation_config)
     search = _GroupBeamState(input_ids, generation_config, stopping_criteria.max_length)
     records = Records(generation_config)
     if records.wants_attentions:
@@ -109,8 +108,6 @@ def group_beam_search(
             break
         outputs = decode_step(model, input_ids, model_kwargs)
 
-    if streamer is not None:
-        streamer.end()
     sequences, sequence_scores, beam_indices = search.finalize(input_ids)
     if not generation_config.return_dict_in_generate:
         return sequences

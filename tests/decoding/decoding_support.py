@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,63 @@ import torch
 from transformers import GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
+from llmgen import strategies
 from llmgen.decoding import decoding_loop, stop_string_criteria
+from llmgen.strategies import Strategy
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference_455.json"
+TINY_A, TINY_B = [1, 5, 17, 33, 8], [1, 40, 41, 12, 7, 66, 3, 90]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """One of llmgen's own loops, as the contract suite runs it."""
+
+    row: Strategy
+    reference: str  # the strategy's key in the 4.55 reference fixture
+    settings: dict  # for the tiny model
+    builtin_settings: dict  # for the built-in model
+    builtin_stop: str | None  # a stop string every beam meets; None: one cut from the middle of the text
+    eos_from: tuple[int, int]  # (prompt, position) in a run alone of the token made eos in the mid-batch test
+    refused: dict  # settings the loop cannot run with
+    refusal: str  # what it says then (a regular expression)
+
+    def __str__(self) -> str:
+        return self.row.name
+
+
+CONTRASTIVE = Loop(
+    strategies.CONTRASTIVE,
+    "contrastive",
+    settings={"penalty_alpha": 0.6, "top_k": 4, "max_new_tokens": 20},
+    builtin_settings={"penalty_alpha": 0.6, "top_k": 4, "max_new_tokens": 16},
+    builtin_stop=None,
+    eos_from=(0, 3),
+    refused={"penalty_alpha": 0.6, "top_k": 4, "use_cache": False},
+    refusal="contrastive search needs use_cache=true",
+)
+DOLA = Loop(
+    strategies.DOLA,
+    "dola",
+    settings={"dola_layers": [1, 3], "repetition_penalty": 1.2, "max_new_tokens": 16},
+    builtin_settings={"dola_layers": "high", "repetition_penalty": 1.2, "max_new_tokens": 14},
+    builtin_stop=None,
+    eos_from=(1, 2),
+    refused={"dola_layers": "middle"},
+    refusal="dola_layers must be 'low', 'high' or a list of layer indices",
+)
+GROUP_BEAM = Loop(
+    strategies.DIVERSE_BEAM,
+    "group_beam",
+    settings={"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0, "num_return_sequences": 2,
+              "max_new_tokens": 12},
+    builtin_settings={"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0, "max_new_tokens": 16},
+    builtin_stop=" ",  # a beam search stops once every beam has met a stop string, as in 4.55
+    eos_from=(1, 3),
+    refused={"num_beams": 5, "num_beam_groups": 2, "diversity_penalty": 1.0},
+    refusal=r"num_beams \(5\) must be a multiple of num_beam_groups \(2\)",
+)
+LOOPS = [CONTRASTIVE, DOLA, GROUP_BEAM]
 
 
 def reference() -> dict:
@@ -75,9 +130,11 @@ def new_tokens(model: Any, prompts: list[list[int]], settings: dict, **kwargs: A
     return output.sequences[:, width:].tolist()
 
 
-def strip_padding(ids: list[int], pad: int, eos: int) -> list[int]:
-    """New tokens up to and including the first eos."""
-    return ids[: ids.index(eos) + 1] if eos in ids else ids
+def unpadded(ids: list[int], pad: int) -> list[int]:
+    """A row without the padding that fills it up to the longest row of its batch."""
+    while ids and ids[-1] == pad:
+        ids = ids[:-1]
+    return ids
 
 
 def four_bit(model: Any, directory: Path) -> Any:

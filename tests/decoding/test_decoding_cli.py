@@ -39,6 +39,19 @@ def test_dola_layer_out_of_range_is_a_usage_error(cli) -> None:
     assert proc.stderr.startswith("error: dola_layers index 40 is out of range: the model has 30 layers")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "force_words_ids=[[5]]", "--num-beams", "2"], "error: llmgen does not run constrained beam search"),
+        (["-p", "contrastive", "--set", "use_cache=false"], "error: contrastive search needs use_cache=true"),
+    ],
+)
+def test_strategies_llmgen_cannot_run_are_usage_errors(cli, args: list[str], message: str) -> None:
+    proc = cli("run", QUESTION, *args, "-n", "4")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(message) and len(proc.stderr.splitlines()) == 1
+
+
 def test_presets_show_names_the_strategy(cli) -> None:
     for name in ("contrastive", "dola", "diverse-beam"):
         assert f"strategy: {name}" in cli("presets", "show", name).stdout

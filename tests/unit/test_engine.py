@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmgen import presets
+from llmgen import presets, strategies
 from llmgen.engine import Request
 from llmgen.errors import UsageError
 
@@ -68,6 +68,16 @@ def test_seed_makes_sampling_reproducible(tiny_engine) -> None:
                                                             seed=s)).token_ids for s in (1, 1, 2)]
     assert runs[0] == runs[1] != runs[2]
     assert sampled.strategy == "sampling"
+
+
+def test_the_plan_carries_its_strategy_row(tiny_engine) -> None:
+    beam = plan(tiny_engine, "beam")
+    assert beam.row is strategies.BEAM and beam.strategy == "beam" and beam.batches and not beam.streams
+    lookup = plan(tiny_engine, "prompt-lookup")
+    assert lookup.row is strategies.PROMPT_LOOKUP and lookup.streams and not lookup.batches
+    assert not plan(tiny_engine, "sampling", num_return_sequences=2).streams
+    with pytest.raises(UsageError, match="structured output"):
+        plan(tiny_engine, force_words_ids=[[5]], num_beams=2)
 
 
 def test_batch_rows_equal_their_single_runs(tiny_engine) -> None:

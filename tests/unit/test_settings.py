@@ -1,27 +1,13 @@
-"""Generation settings: --set parsing, implied sampling, the strategy a config selects, validation."""
+"""Generation settings: --set parsing, implied sampling, validation."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from transformers import GenerationConfig
-from transformers.generation.configuration_utils import GenerationMode
 
-from llmgen import presets
 from llmgen.errors import UsageError
-from llmgen.settings import build_config, check, imply_sampling, parse_set, strategy_of
-
-TRANSFORMERS_MODE = {
-    GenerationMode.GREEDY_SEARCH: "greedy",
-    GenerationMode.SAMPLE: "sampling",
-    GenerationMode.BEAM_SEARCH: "beam",
-    GenerationMode.BEAM_SAMPLE: "beam-sampling",
-    GenerationMode.CONTRASTIVE_SEARCH: "contrastive",
-    GenerationMode.DOLA_GENERATION: "dola",
-    GenerationMode.GROUP_BEAM_SEARCH: "diverse-beam",
-    GenerationMode.ASSISTED_GENERATION: "prompt-lookup",
-}
+from llmgen.settings import build_config, check, imply_sampling, parse_set
 
 
 def test_parse_set_reads_yaml_scalars_and_lists() -> None:
@@ -44,13 +30,6 @@ def test_sampling_flags_turn_sampling_on_and_zero_temperature_means_greedy() -> 
     assert imply_sampling({"temperature": 0}) == {"do_sample": False}
     assert imply_sampling({"top_p": 0.9, "do_sample": False}) == {"top_p": 0.9, "do_sample": False}
     assert imply_sampling({"max_new_tokens": 5}) == {"max_new_tokens": 5}
-
-
-@pytest.mark.parametrize("name", sorted(presets.discover()))
-def test_strategy_names_agree_with_transformers(name: str) -> None:
-    preset = presets.resolve(name)
-    mode = GenerationConfig(**preset.generation).get_generation_mode()
-    assert strategy_of(preset.generation) == TRANSFORMERS_MODE[mode]
 
 
 @pytest.mark.parametrize(
