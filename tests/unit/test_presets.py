@@ -30,11 +30,23 @@ def test_builtin_presets_exist_with_descriptions_and_valid_settings() -> None:
         check(preset.generation, name)
 
 
-def test_builtin_presets_ship_inside_the_package() -> None:
-    import llmgen
+def test_builtin_presets_ship_inside_the_wheel(tmp_path: Path) -> None:
+    """Build the wheel a user installs and look inside: every preset of the repo's presets/ is there."""
+    import subprocess
+    import sys
+    import zipfile
 
-    assert presets.builtin_dir() == Path(llmgen.__file__).parent / "presets"
-    assert (Path(__file__).parents[2] / "presets" / "greedy.yaml").is_file()
+    root = Path(__file__).parents[2]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
+         str(root)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("llmgen-*.whl")
+    shipped = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("llmgen/presets/")}
+    in_repo = {path.name for path in (root / "presets").glob("*.yaml")}
+    assert in_repo and {"greedy.yaml", "contrastive.yaml", "dola.yaml"} <= in_repo
+    assert shipped == in_repo
 
 
 def test_extends_merges_parents_first() -> None:
