@@ -457,7 +457,8 @@ def main() -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.TyperException as exc:  # typer's (vendored click's) usage errors
-        console.error(exc.format_message(), hint=_usage_hint(exc))
+        if exc.format_message():  # none when the help was shown instead (a command given no arguments)
+            console.error(exc.format_message(), hint=_usage_hint(exc))
         code = getattr(exc, "exit_code", 2)
     except (KeyboardInterrupt, typer.Abort):
         console.err.print()

@@ -144,3 +144,10 @@ def test_shell_completes_preset_names(cli, user_preset, words) -> None:
     proc = cli(env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [user_preset]
+
+
+@pytest.mark.parametrize("path", [(), ("presets",)], ids=["llmgen", "llmgen presets"])
+def test_a_group_given_no_command_shows_its_help_and_no_empty_error(cli, path) -> None:
+    proc = cli(*path, env=WIDE)
+    assert "Usage: llmgen" in proc.stdout
+    assert "error" not in proc.stderr
