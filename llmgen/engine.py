@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from llmgen import models, settings, strategies
 from llmgen.errors import UsageError
 from llmgen.presets import ResolvedPreset
-from llmgen.speculative import count_drafts
+from llmgen.drafts import count_drafts
 from llmgen.strategies import Strategy
 from llmgen.streaming import TextCallbackStreamer, find_stop
 from llmgen.tokens import TokenInfo, token_details
@@ -319,13 +319,18 @@ class Engine:
         total = time.perf_counter() - start
         return self._results(output, list(map(len, prompts)), input_ids.shape[1], config, plan, total, None)
 
+    def check_fits(self, prompt_tokens: int) -> None:
+        """Refuse a prompt that leaves no room in the model's context for a single new token."""
+        limit = self.context_length
+        if limit is not None and prompt_tokens >= limit:
+            raise UsageError(f"the prompt is {prompt_tokens} tokens, longer than the model's context ({limit})")
+
     def _fit_context(self, config: GenerationConfig, prompt_tokens: int) -> GenerationConfig:
         """Refuse prompts that fill the context; shorten max_new_tokens so the answer fits."""
+        self.check_fits(prompt_tokens)
         limit = self.context_length
         if limit is None:
             return config
-        if prompt_tokens >= limit:
-            raise UsageError(f"the prompt is {prompt_tokens} tokens, longer than the model's context ({limit})")
         room = limit - prompt_tokens
         if (config.max_new_tokens or 0) <= room:
             return config

@@ -6,7 +6,9 @@ import io
 import json
 from typing import Any
 
-from llmgen import batch, config, presets
+from llmgen import config, presets
+from llmgen.batch.resume import Done
+from llmgen.batch.runner import Summary, process
 from llmgen.options import Options, Session
 
 
@@ -17,11 +19,11 @@ def session_for(engine: Any, **flags: Any) -> tuple[Session, Options]:
     return Session(engine, preset, opts.overrides(), system, config.load_defaults()), opts
 
 
-def run_bytes(engine: Any, data: bytes, batch_size: int | None = None, done: batch.Done | None = None,
-              **flags: Any) -> tuple[bytes, batch.Summary]:
+def run_bytes(engine: Any, data: bytes, batch_size: int | None = None, done: Done | None = None,
+              **flags: Any) -> tuple[bytes, Summary]:
     session, opts = session_for(engine, **flags)
     out = io.BytesIO()
-    summary = batch.process(session, opts, io.BytesIO(data), out, batch_size, done)
+    summary = process(session, opts, io.BytesIO(data), out, batch_size, done)
     return out.getvalue(), summary
 
 
@@ -31,3 +33,11 @@ def records(data: bytes) -> list[dict[str, Any]]:
 
 def jsonl(*objs: Any) -> bytes:
     return b"".join((o if isinstance(o, bytes) else json.dumps(o).encode()) + b"\n" for o in objs)
+
+
+WORDS = "the quick brown fox jumps over a lazy dog while seven small birds sing".split()
+
+
+def prompts(n: int) -> list[dict]:
+    """Prompts of varied lengths, so sorting within the window reorders them."""
+    return [{"id": f"r{i}", "prompt": " ".join(WORDS[: 1 + (i * 7) % len(WORDS)])} for i in range(n)]

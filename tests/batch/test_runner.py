@@ -10,18 +10,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmgen import batch
+from llmgen.batch import runner
 from llmgen.engine import Request
 
-from batch_helpers import jsonl, records, run_bytes
-from test_reader import line as random_line
-
-WORDS = "the quick brown fox jumps over a lazy dog while seven small birds sing".split()
-
-
-def prompts(n: int) -> list[dict]:
-    """Prompts of varied lengths, so sorting within the window reorders them."""
-    return [{"id": f"r{i}", "prompt": " ".join(WORDS[: 1 + (i * 7) % len(WORDS)])} for i in range(n)]
+from batch_helpers import jsonl, prompts, records, run_bytes
+from test_records import line as random_line
 
 
 @pytest.fixture
@@ -150,57 +143,12 @@ def test_out_of_memory_alone_is_that_records_error(tiny_engine, monkeypatch) -> 
 
 def test_auto_batch_size_follows_free_memory(tiny_engine, monkeypatch) -> None:
     plan = _greedy(tiny_engine, 64)
-    assert batch.auto_batch_size(tiny_engine, plan, 40) == batch.AUTO_CAP["cpu"]
+    assert runner.auto_batch_size(tiny_engine, plan, 40) == runner.AUTO_CAP["cpu"]
     monkeypatch.setattr(tiny_engine, "free_memory", lambda: 20 << 20)
-    small = batch.auto_batch_size(tiny_engine, plan, 40)
-    assert 1 <= small < batch.AUTO_CAP["cpu"]
+    small = runner.auto_batch_size(tiny_engine, plan, 40)
+    assert 1 <= small < runner.AUTO_CAP["cpu"]
     monkeypatch.setattr(tiny_engine, "free_memory", lambda: 0)
-    assert batch.auto_batch_size(tiny_engine, plan, 40) == 1
-
-
-RESUME_INPUT = jsonl(*prompts(5)[:3], b"{broken", {"id": "r0", "prompt": "dup"}, *prompts(7)[3:], {"prompt": "last"})
-
-
-def test_resume_from_every_kind_of_cut_gives_the_uninterrupted_file(tiny_engine, tmp_path) -> None:
-    full, _ = run_bytes(tiny_engine, RESUME_INPUT, batch_size=2, max_new_tokens=3)
-    cuts = {0, len(full)}
-    start = 0
-    for line in full.splitlines(keepends=True):
-        cuts |= {start + 1, start + len(line) // 2, start + len(line) - 1, start + len(line)}
-        start += len(line)
-    out = tmp_path / "out.jsonl"
-    for cut in sorted(cuts):
-        out.write_bytes(full[:cut])
-        done = batch.recover(out)
-        assert out.read_bytes() == full[: full.rfind(b"\n", 0, cut) + 1]
-        rest, summary = run_bytes(tiny_engine, RESUME_INPUT, batch_size=2, done=done, max_new_tokens=3)
-        assert out.read_bytes() + rest == full, cut
-        assert summary.failed  # the broken and duplicate lines failed, in this run or the earlier one
-
-
-def test_resume_refuses_an_output_that_is_not_batch_records(tmp_path) -> None:
-    out = tmp_path / "out.jsonl"
-    out.write_text("hello\n{}\n")
-    with pytest.raises(batch.UsageError, match="line 1 is not an llmgen batch record"):
-        batch.recover(out)
-
-
-def test_the_writer_waits_for_earlier_records_and_flushes_each_prefix() -> None:
-    class Stream(io.BytesIO):
-        flushed: list[bytes] = []
-
-        def flush(self) -> None:
-            self.flushed.append(self.getvalue())
-
-    stream = Stream()
-    writer = batch.OrderedWriter(stream)
-    writer.put(2, {"id": 2})
-    writer.put(1, {"id": 1})
-    assert stream.getvalue() == b""
-    writer.skip(0)
-    assert stream.flushed == [b'{"id": 1}\n{"id": 2}\n']
-    writer.put(3, {"id": "é"})
-    assert stream.flushed[-1].endswith('{"id": "é"}\n'.encode())
+    assert runner.auto_batch_size(tiny_engine, plan, 40) == 1
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -224,7 +172,7 @@ def test_memory_stays_flat_over_many_records(tiny_engine) -> None:
         data = jsonl(*({"id": i, "prompt": "hello " * 20, "preset": "no-such-preset"} for i in range(n)))
         session, opts = session_for(tiny_engine)
         tracemalloc.start()
-        batch.process(session, opts, io.BytesIO(data), io.BytesIO(), None)
+        runner.process(session, opts, io.BytesIO(data), io.BytesIO(), None)
         kept = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         return kept

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmgen.batch import read
+from llmgen.batch.records import read
 
 from batch_helpers import jsonl
 
