@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from llmgen import presets, settings
-from llmgen.config import format_validation_error
+from llmgen.config import read_file
 from llmgen.engine import PrefixCache, Request
 from llmgen.errors import UsageError
 from llmgen.files import write_atomic
@@ -260,24 +260,7 @@ def read_transcript(path: Path) -> Transcript:
 
     Whatever the file holds is refused here, before anything uses it: a transcript is user input.
     """
-    try:
-        data = json.loads(path.expanduser().read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a UTF-8 text file") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise UsageError(f"{path}: the JSON nests too deeply to be a transcript") from None
-    except ValueError as exc:  # e.g. an integer past Python's digit limit
-        raise UsageError(f"{path}: invalid JSON: {_first_line(exc)}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a JSON object with 'messages', as /save writes")
-    try:
-        saved = Transcript(**data)
-    except ValidationError as exc:
-        raise UsageError(f"{path}: {format_validation_error(exc, list(Transcript.model_fields))}") from None
+    saved = read_file(path, Transcript, "json", "a JSON object with 'messages', as /save writes")
     if saved.format != TRANSCRIPT_FORMAT:
         raise UsageError(f"{path}: unknown transcript format '{saved.format}' (expected {TRANSCRIPT_FORMAT})")
     roles = [m.role for m in saved.messages]
@@ -298,10 +281,6 @@ def _is_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _first_line(exc: Exception) -> str:
-    return next(iter(str(exc).splitlines()), type(exc).__name__)
 
 
 def _plain(messages: list[Message]) -> list[dict[str, str]]:

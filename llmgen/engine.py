@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmgen import models, settings, strategies
+from llmgen.config import DEFAULT_MAX_NEW_TOKENS
 from llmgen.errors import UsageError
 from llmgen.presets import ResolvedPreset
 from llmgen.speculative import count_drafts
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from transformers import GenerationConfig
     from transformers.generation.utils import GenerateOutput
 
-DEFAULT_MAX_NEW_TOKENS = 512
 _OWN_KEYS = {"transformers_version", "_from_model_config"}
 
 

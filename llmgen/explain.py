@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmgen import settings, strategies
+from llmgen.config import DEFAULT_MAX_NEW_TOKENS
 from llmgen.presets import ResolvedPreset
 from llmgen.strategies import Strategy
 
@@ -38,7 +39,7 @@ def explain(preset: ResolvedPreset) -> Explanation:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, StoppingCriteriaList
 
-    from llmgen.engine import DEFAULT_MAX_NEW_TOKENS, _quiet_libraries
+    from llmgen.engine import _quiet_libraries
 
     _quiet_libraries()
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from llmgen.config import Quant, config_dir, format_validation_error, read_yaml
+from llmgen.config import Quant, config_dir, read_file
 from llmgen.errors import UsageError
 from llmgen.settings import check_values
 from llmgen.strategies import select
@@ -81,16 +81,7 @@ def read(path: Path) -> Preset:
 
     Every error names the file.
     """
-    try:
-        data = read_yaml(path)
-    except OSError as exc:
-        raise UsageError(f"cannot read preset {path}: {exc.strerror}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: a preset is a YAML mapping with a 'generation:' section")
-    try:
-        preset = Preset(**data)
-    except ValidationError as exc:
-        raise UsageError(f"{path}: {format_validation_error(exc, list(Preset.model_fields))}") from None
+    preset = read_file(path, Preset, "yaml", "a mapping with a 'generation:' section")
     check_values(preset.generation, str(path))
     return preset
 
