@@ -142,8 +142,7 @@ class Conversation:
 
     def use_preset(self, name: str) -> Plan:
         """Switch preset; a system prompt that came with the old preset follows the new one."""
-        preset = presets.resolve(name)
-        settings.check(preset.generation, str(preset.chain[0].path))
+        preset = presets.load(name)
         plan = self.plan(preset=preset)
         if self.system == self.preset.system:
             self.system = preset.system
@@ -217,7 +216,7 @@ class Conversation:
 
     def restore(self, saved: Transcript) -> list[str]:
         """Take a read transcript over once its preset and settings make a valid plan; returns warnings."""
-        preset = presets.resolve(saved.preset) if saved.preset else self.preset
+        preset = presets.load(saved.preset) if saved.preset else self.preset
         self.plan(preset=preset, overrides=saved.settings)
         self.preset, self.overrides, self.system = preset, dict(saved.settings), saved.system
         self.messages = [m.as_message() for m in saved.messages]

@@ -31,7 +31,8 @@ from llmgen.options import (
 )
 
 if TYPE_CHECKING:
-    from llmgen.engine import Plan, Result
+    from llmgen.engine import Result
+    from llmgen.plans import Plan
 
 app = typer.Typer(
     name="llmgen",
@@ -293,12 +294,11 @@ def presets_show(
     from rich.console import Console
     from rich.syntax import Syntax
 
-    from llmgen import presets, settings
+    from llmgen import plans, presets, settings
 
-    preset = presets.resolve(name)
-    for found in preset.chain:
-        settings.check(presets.read(found.path).generation, str(found.path))
-    config, warnings = settings.build_config({}, preset.generation, source=str(preset.chain[0].path))
+    preset = presets.load(name)
+    plan = plans.plan(preset)
+    config, warnings = plan.config, plan.warnings
     show = Console()
     show.print(f"[bold]{preset.name}[/] — {preset.description}")
     show.print(f"strategy: [bold]{preset.strategy}[/]")
@@ -362,14 +362,11 @@ def compare(
     """The same prompt under several presets, side by side, with measures of each output."""
     from llmgen import compare as comparing
     from llmgen.engine import Request
-    from llmgen.settings import check
 
     text = read_prompt(prompt)
     if not text.strip():
         raise UsageError("the prompt is empty")
     chosen = comparing.choose(preset_names, assistant)
-    for preset in chosen:
-        check(preset.generation, str(preset.chain[0].path))
     session = Session.open(opts, lambda d: d.preset)
     request = Request(prompt=text, system=session.system, raw=opts.raw)
     comparison = comparing.run(session, request, chosen, opts.seed, verbose=opts.verbose)

@@ -204,3 +204,19 @@ def test_a_transcript_with_bad_settings_is_refused_before_anything_changes(tiny_
     with pytest.raises(UsageError, match="temperature"):
         conv.restore(read_transcript(path))
     assert len(conv.messages) == 2
+
+
+def test_a_transcript_naming_a_bad_preset_is_refused_as_preset_refuses_it(tiny_engine, tmp_path) -> None:
+    typo = presets.user_dir() / "typo.yaml"
+    typo.parent.mkdir(parents=True)
+    typo.write_text("extends: greedy\ngeneration:\n  temprature: 0.5\n")
+    conv = conversation(tiny_engine)
+    conv.reply("Hi")
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps({"preset": "typo", "messages": []}))
+    message = f"^{typo}: unknown generation setting 'temprature'"
+    with pytest.raises(UsageError, match=message):
+        conv.use_preset("typo")
+    with pytest.raises(UsageError, match=message):
+        conv.restore(read_transcript(path))
+    assert conv.preset.name == "greedy" and len(conv.messages) == 2
