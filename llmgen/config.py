@@ -63,7 +63,9 @@ MAX_YAML_DEPTH = 32
 def load_defaults() -> Defaults:
     """Built-in defaults, overridden by config.yaml, overridden by LLMGEN_* variables."""
     path = config_dir() / "config.yaml"
-    values = read_file(path, Defaults, "yaml", "a mapping of settings", empty_is_mapping=True) if path.is_file() else None
+    values = None
+    if path.is_file():
+        values = read_file(path, Defaults, "yaml", "a mapping of settings", empty_is_mapping=True)
     env = {field: os.environ[ENV_PREFIX + field.upper()] for field in Defaults.model_fields
            if os.environ.get(ENV_PREFIX + field.upper())}
     if not env:
@@ -72,7 +74,8 @@ def load_defaults() -> Defaults:
         return Defaults(**{**(values.model_dump(exclude_unset=True) if values else {}), **env})
     except ValidationError as exc:  # config.yaml's values passed alone: a variable is wrong
         field = str(exc.errors()[0]["loc"][0])
-        raise UsageError(f"${ENV_PREFIX}{field.upper()}: {format_validation_error(exc, list(Defaults.model_fields))}") from None
+        problem = format_validation_error(exc, list(Defaults.model_fields))
+        raise UsageError(f"${ENV_PREFIX}{field.upper()}: {problem}") from None
 
 
 Schema = TypeVar("Schema", bound=BaseModel)
@@ -110,7 +113,7 @@ def _kind(value: Any) -> str:
 
 
 def parse_json(text: str, source: str) -> Any:
-    """JSON, every problem one line naming `source`: syntax, nesting too deep for Python, numbers past its digit limit."""
+    """JSON, every problem one line naming `source`: syntax, nesting too deep, numbers past Python's digit limit."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -68,7 +68,7 @@ def plan(
     seed: int | None = None,
     source: str | None = None,
 ) -> Plan:
-    """Layer `base`, the preset and `overrides` (lowest first) into a Plan that transformers and the strategy's loop accept.
+    """Layer `base`, the preset and `overrides` (lowest first) into a Plan transformers and the strategy's loop accept.
 
     Each override layer is checked alone (keys, value types and ranges), then the layers together by transformers'
     own GenerationConfig validation; then the strategy they select must be one llmgen runs, with settings its loop

@@ -1,4 +1,4 @@
-"""config.yaml, and the one reader of the files users write (config.yaml, presets, transcripts): errors name the file."""
+"""config.yaml, and the one reader of the files users write (config.yaml, presets, transcripts): errors name them."""
 
 from __future__ import annotations
 

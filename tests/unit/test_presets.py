@@ -159,7 +159,7 @@ def test_load_checks_each_file_of_the_chain_naming_the_one_at_fault(user_dirs: P
     [
         ("extends: beam\ngeneration:\n  num_beams: 2\n  num_return_sequences: 3\n", "{path}: .*num_return_sequences"),
         ("extends: dola\ngeneration:\n  dola_layers: middle\n", "^dola_layers must be 'low', 'high' or a list"),
-        ("extends: greedy\ngeneration:\n  force_words_ids: [[5]]\n  num_beams: 2\n", "^llmgen does not run constrained"),
+        ("extends: greedy\ngeneration:\n  force_words_ids: [[5]]\n  num_beams: 2\n", "^llmgen does not run"),
         ("extends: beam\nassistant_model: builtin\n", "^preset p: assisted decoding works with greedy or sampling"),
     ],
 )
