@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -214,17 +214,37 @@ class Conversation:
         except OSError as exc:
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
-    def restore(self, saved: Transcript) -> list[str]:
-        """Take a read transcript over once its preset and settings make a valid plan; returns warnings."""
-        preset = presets.load(saved.preset) if saved.preset else self.preset
-        self.plan(preset=preset, overrides=saved.settings)
-        self.preset, self.overrides, self.system = preset, dict(saved.settings), saved.system
+    def restore(self, saved: Transcript, flags: Flags | None = None) -> list[str]:
+        """Take a read transcript over once its preset and settings make a valid plan; returns warnings.
+
+        `flags`, the command line's choices given with the transcript (`--load`), override what it says, as they
+        override a preset: its settings key by key, the preset and the system prompt where given.
+        """
+        flags = flags or Flags()
+        if flags.preset is not None:
+            preset = flags.preset
+        else:
+            preset = presets.load(saved.preset) if saved.preset else self.preset
+        overrides = {**saved.settings, **flags.overrides}
+        self.plan(preset=preset, overrides=overrides)
+        self.preset, self.overrides = preset, overrides
+        self.system = flags.system if flags.system is not None else saved.system
         self.messages = [m.as_message() for m in saved.messages]
         self.first = 0
         model = self.engine.info.model
         if saved.model and saved.model != model:
             return [f"the transcript was made with {saved.model}; continuing with {model}"]
         return []
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What the command line chose for a chat, which overrides a transcript loaded with it: settings, and the preset
+    and system prompt when given."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    preset: ResolvedPreset | None = None
+    system: str | None = None
 
 
 class SavedMessage(BaseModel):

@@ -75,13 +75,7 @@ class Outcome:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        obj = {
-            "preset": self.preset,
-            "strategy": self.strategy,
-            "text": self.result.text,
-            "token_ids": self.result.token_ids,
-            "measures": self.measures(),
-        }
+        obj = {"preset": self.preset, "strategy": self.strategy, **self.result.as_dict(), "measures": self.measures()}
         if self.interrupted:
             obj["interrupted"] = True
         return obj

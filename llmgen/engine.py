@@ -70,6 +70,22 @@ class Result:
     def tokens_per_s(self) -> float:
         return self.completion_tokens / self.total_s if self.total_s > 0 else 0.0
 
+    @property
+    def usage(self) -> dict[str, int]:
+        """Tokens in and out, as every JSON output carries them."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The answer as JSON outputs carry it: its text and new token ids (lists of them, with the beam scores,
+        for several sequences), why it ended, and its usage."""
+        obj: dict[str, Any] = {"text": self.text, "token_ids": self.token_ids}
+        if self.texts:
+            obj.update(texts=self.texts, token_ids=self.all_token_ids)
+        if self.scores:
+            obj["scores"] = self.scores
+        obj.update(finish_reason=self.finish_reason, usage=self.usage)
+        return obj
+
 
 class PrefixCache:
     """The keys and values of one conversation's last generation, kept for the next one.

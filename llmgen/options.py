@@ -279,12 +279,18 @@ class Session:
     defaults: config.Defaults
 
     @classmethod
-    def open(cls, opts: Options, default_preset: Callable[[config.Defaults], str]) -> Session:
-        """Load the preset and plan it under the command line's settings (failing before any load), then load the model."""
+    def open(cls, opts: Options, default_preset: Callable[[config.Defaults], str], assistant: str | None = None
+             ) -> Session:
+        """Load the preset and plan it under the command line's settings (failing before any load), then load the model.
+
+        `assistant`, a draft model spec (`run --assistant`), replaces the preset's.
+        """
         from llmgen import plans, presets
 
         defaults = config.load_defaults()
         preset = presets.load(opts.preset or default_preset(defaults))
+        if assistant:
+            preset = dataclasses.replace(preset, assistant_model=assistant)
         overrides = opts.overrides()
         plans.plan(preset, overrides, source="command line")
 

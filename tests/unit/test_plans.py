@@ -31,14 +31,15 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("flags", "assistant", "message"),
     [
-        ({"set": ["top_pp=0.5"]}, r"^command line: unknown generation setting 'top_pp' \(did you mean 'top_p'\?\)$"),
-        ({"preset": "beam", "num_return_sequences": 5}, r"^command line: .*num_return_sequences"),
-        ({"preset": "contrastive", "set": ["use_cache=false"]}, r"^contrastive search needs use_cache=true$"),
-        ({"set": ["force_words_ids=[[5]]"], "num_beams": 2}, r"^llmgen does not run constrained beam search"),
+        ({"set": ["top_pp=0.5"]}, None, r"^command line: unknown generation setting 'top_pp' \(did you mean 'top_p'"),
+        ({"preset": "beam", "num_return_sequences": 5}, None, r"^command line: .*num_return_sequences"),
+        ({"preset": "contrastive", "set": ["use_cache=false"]}, None, r"^contrastive search needs use_cache=true$"),
+        ({"set": ["force_words_ids=[[5]]"], "num_beams": 2}, None, r"^llmgen does not run constrained beam search"),
+        ({"preset": "beam"}, "builtin", r"^preset beam: assisted decoding works with greedy or sampling, not beams$"),
     ],
 )
-def test_a_session_plans_the_command_line_before_the_model_loads(no_model, flags, message) -> None:
+def test_a_session_plans_the_command_line_before_the_model_loads(no_model, flags, assistant, message) -> None:
     with pytest.raises(UsageError, match=message):
-        Session.open(Options(**flags), lambda defaults: defaults.preset)
+        Session.open(Options(**flags), lambda defaults: defaults.preset, assistant=assistant)
