@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from llmgen import presets, settings
-from llmgen.config import format_validation_error
+from llmgen.config import read_file
 from llmgen.engine import PrefixCache, Request
 from llmgen.errors import UsageError
 from llmgen.files import write_atomic
@@ -142,8 +142,7 @@ class Conversation:
 
     def use_preset(self, name: str) -> Plan:
         """Switch preset; a system prompt that came with the old preset follows the new one."""
-        preset = presets.resolve(name)
-        settings.check(preset.generation, str(preset.chain[0].path))
+        preset = presets.load(name)
         plan = self.plan(preset=preset)
         if self.system == self.preset.system:
             self.system = preset.system
@@ -215,17 +214,37 @@ class Conversation:
         except OSError as exc:
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
-    def restore(self, saved: Transcript) -> list[str]:
-        """Take a read transcript over once its preset and settings make a valid plan; returns warnings."""
-        preset = presets.resolve(saved.preset) if saved.preset else self.preset
-        self.plan(preset=preset, overrides=saved.settings)
-        self.preset, self.overrides, self.system = preset, dict(saved.settings), saved.system
+    def restore(self, saved: Transcript, flags: Flags | None = None) -> list[str]:
+        """Take a read transcript over once its preset and settings make a valid plan; returns warnings.
+
+        `flags`, the command line's choices given with the transcript (`--load`), override what it says, as they
+        override a preset: its settings key by key, the preset and the system prompt where given.
+        """
+        flags = flags or Flags()
+        if flags.preset is not None:
+            preset = flags.preset
+        else:
+            preset = presets.load(saved.preset) if saved.preset else self.preset
+        overrides = {**saved.settings, **flags.overrides}
+        self.plan(preset=preset, overrides=overrides)
+        self.preset, self.overrides = preset, overrides
+        self.system = flags.system if flags.system is not None else saved.system
         self.messages = [m.as_message() for m in saved.messages]
         self.first = 0
         model = self.engine.info.model
         if saved.model and saved.model != model:
             return [f"the transcript was made with {saved.model}; continuing with {model}"]
         return []
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What the command line chose for a chat, which overrides a transcript loaded with it: settings, and the preset
+    and system prompt when given."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    preset: ResolvedPreset | None = None
+    system: str | None = None
 
 
 class SavedMessage(BaseModel):
@@ -260,24 +279,7 @@ def read_transcript(path: Path) -> Transcript:
 
     Whatever the file holds is refused here, before anything uses it: a transcript is user input.
     """
-    try:
-        data = json.loads(path.expanduser().read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a UTF-8 text file") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise UsageError(f"{path}: the JSON nests too deeply to be a transcript") from None
-    except ValueError as exc:  # e.g. an integer past Python's digit limit
-        raise UsageError(f"{path}: invalid JSON: {_first_line(exc)}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a JSON object with 'messages', as /save writes")
-    try:
-        saved = Transcript(**data)
-    except ValidationError as exc:
-        raise UsageError(f"{path}: {format_validation_error(exc, list(Transcript.model_fields))}") from None
+    saved = read_file(path, Transcript, "json", "a JSON object with 'messages', as /save writes")
     if saved.format != TRANSCRIPT_FORMAT:
         raise UsageError(f"{path}: unknown transcript format '{saved.format}' (expected {TRANSCRIPT_FORMAT})")
     roles = [m.role for m in saved.messages]
@@ -298,10 +300,6 @@ def _is_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _first_line(exc: Exception) -> str:
-    return next(iter(str(exc).splitlines()), type(exc).__name__)
 
 
 def _plain(messages: list[Message]) -> list[dict[str, str]]:

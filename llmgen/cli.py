@@ -1,4 +1,4 @@
-"""The `llmgen` command: parse, resolve, call the engine, print.
+"""The `llmgen` command: each command parses, opens a session, calls its feature's module, and prints.
 
 torch and transformers are imported only inside commands that load a model, so `llmgen --help` and
 `llmgen presets list` answer at once.
@@ -6,11 +6,10 @@ torch and transformers are imported only inside commands that load a model, so `
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -31,7 +30,8 @@ from llmgen.options import (
 )
 
 if TYPE_CHECKING:
-    from llmgen.engine import Plan, Result
+    from llmgen.engine import Result
+    from llmgen.plans import Plan
 
 app = typer.Typer(
     name="llmgen",
@@ -65,15 +65,17 @@ def _app_options(
 
 
 def read_prompt(prompt: str | None) -> str:
-    """The prompt argument, or stdin when it is omitted or '-'."""
-    if prompt is not None and prompt != "-":
-        return prompt
-    if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError("no prompt given", hint="pass it as an argument or pipe it on stdin")
-    try:
-        return sys.stdin.buffer.read().decode("utf-8").rstrip("\n")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"stdin is not valid UTF-8 (byte {exc.start})") from None
+    """The prompt argument, or stdin when it is omitted or '-'; an empty one is refused."""
+    if prompt is None or prompt == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("no prompt given", hint="pass it as an argument or pipe it on stdin")
+        try:
+            prompt = sys.stdin.buffer.read().decode("utf-8").rstrip("\n")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"stdin is not valid UTF-8 (byte {exc.start})") from None
+    if not prompt.strip():
+        raise UsageError("the prompt is empty")
+    return prompt
 
 
 @app.command(cls=Command)
@@ -107,33 +109,20 @@ def run(
     opts: Options = None,  # type: ignore[assignment]
 ) -> None:
     """Generate one answer, streamed to stdout."""
-    from llmgen.engine import Request
-    from llmgen.speculative import versus_plain
+    from llmgen import run as single
 
     text = read_prompt(prompt)
-    if not text.strip():
-        raise UsageError("the prompt is empty")
-    session = Session.open(opts, lambda d: d.preset)
-    if assistant:
-        session.preset = dataclasses.replace(session.preset, assistant_model=assistant)
-    plan = session.plan(seed=opts.seed)
-    if n_best:
-        plan = session.plan(_n_best_settings(plan, n_best), seed=opts.seed)
+    session = Session.open(opts, lambda d: d.preset, assistant=assistant)
+    plan = single.plan(session, n_best, seed=opts.seed)
     _report_plan(session, plan, opts)
-    request = Request(prompt=text, system=session.system, raw=opts.raw)
-    prompt_ids = session.engine.encode(request)
     inspect_top = top_alternatives if inspect or top_alternatives else None
-
     stream = plan.streams and not json_output and inspect_top is None
-    result = session.engine.generate(prompt_ids, plan, on_text=console.out if stream else None, inspect=inspect_top)
-    drafting = versus_plain(session.engine, prompt_ids, plan, result) if opts.stats else None
+    answer = single.generate(session, plan, text, raw=opts.raw, on_text=console.out if stream else None,
+                             inspect=inspect_top, stats=opts.stats)
+
+    result = answer.result
     if json_output:
-        obj = run_json(session, plan, result)
-        if result.tokens is not None:
-            obj["tokens"] = [t.as_dict() for t in result.tokens]
-        if drafting is not None:
-            obj["drafts"] = drafting.as_dict()
-        console.out(json.dumps(obj, ensure_ascii=False) + "\n")
+        console.out(json.dumps(single.as_json(session, plan, answer), ensure_ascii=False) + "\n")
     elif result.tokens is not None:
         if result.texts:
             console.out(_beams_text(result) + "\n")
@@ -146,22 +135,10 @@ def run(
         console.out("\n")
     if opts.stats or opts.verbose:
         console.note(console.stats_line(result, plan.config.max_new_tokens, "-n"))
-    if drafting is not None:
-        console.note(drafting.line())
+    if answer.drafting is not None:
+        console.note(answer.drafting.line())
     if result.finish_reason == "interrupted":
         raise typer.Exit(130)
-
-
-def _n_best_settings(plan: Plan, k: int) -> dict[str, int]:
-    """`--n-best K`: K return sequences from a beam preset with at least K beams."""
-    beams = plan.config.num_beams or 1
-    if beams < 2:
-        raise UsageError(f"--n-best needs a beam search preset; '{plan.preset}' is {plan.strategy}",
-                         hint="try --preset beam")
-    if k > beams:
-        raise UsageError(f"--n-best {k} needs at least {k} beams; '{plan.preset}' has {beams}",
-                         hint=f"add --num-beams {k}")
-    return {"num_beams": beams, "num_return_sequences": k}
 
 
 def _beams_text(result: Result) -> str:
@@ -172,34 +149,6 @@ def _beams_text(result: Result) -> str:
         score = f" score {result.scores[i]:.3f}" if result.scores else ""
         blocks.append(f"[{i + 1}]{score}\n{text}\n")
     return "\n".join(blocks)
-
-
-def run_json(session: Session, plan: Plan, result: Result) -> dict[str, Any]:
-    """The `run --json` object SPEC.md defines."""
-    from llmgen.settings import effective
-
-    info = session.engine.info
-    obj: dict[str, Any] = {"text": result.text, "token_ids": result.token_ids}
-    if result.texts:
-        obj.update(texts=result.texts, token_ids=result.all_token_ids)
-    if result.scores:
-        obj["scores"] = result.scores
-    obj.update(
-        finish_reason=result.finish_reason,
-        preset=plan.preset,
-        strategy=plan.strategy,
-        model=info.model,
-        load={"device": info.device, "dtype": info.dtype, "quant": info.quant, "quant_reason": info.quant_reason},
-        generation=effective(plan.config),
-        usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
-        timings={
-            "load_s": round(info.load_s, 4),
-            "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
-            "total_s": round(result.total_s, 4),
-            "tokens_per_s": round(result.tokens_per_s, 2),
-        },
-    )
-    return obj
 
 
 def _report_plan(session: Session, plan: Plan, opts: Options) -> None:
@@ -231,7 +180,6 @@ def info(
     if json_output:
         console.out(json.dumps(data) + "\n")
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(show_header=False, box=None)
@@ -250,32 +198,19 @@ def info(
     }
     for key, value in rows.items():
         table.add_row(f"[bold]{key}[/]", value)
-    Console().print(table)
+    console.stdout_console(highlight=True).print(table)
 
 
 @presets_app.command("list", cls=Command)
 def presets_list() -> None:
     """Every preset: built-in and yours (~/.config/llmgen/presets), with the strategy it selects."""
-    from llmgen import presets
+    from llmgen import preset_views
 
-    rows = []
-    for name, found in sorted(presets.discover().items()):
-        try:
-            strategy, description = presets.resolve(name).strategy, presets.read(found.path).description
-        except UsageError as exc:
-            strategy, description = "invalid", str(exc)
-        source = "built-in" if found.builtin else ("user, shadows built-in" if found.shadows_builtin else "user")
-        rows.append((name, strategy, source, " ".join(description.split())))
-    if not console.stdout_is_terminal():
-        console.out("".join("\t".join(row) + "\n" for row in rows))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("name", "strategy", "source", "description")
-    for row in rows:
-        table.add_row(*row, style="red" if row[1] == "invalid" else None)
-    Console().print(table)
+    rows = preset_views.listing()
+    if console.stdout_is_terminal():
+        preset_views.render_list(rows, console.stdout_console(highlight=True))
+    else:
+        console.out(preset_views.plain_list(rows))
 
 
 @presets_app.command("show", cls=Command)
@@ -290,55 +225,11 @@ def presets_show(
     ] = False,
 ) -> None:
     """One preset resolved: its YAML, its extends chain, the settings it amounts to and its strategy."""
-    from rich.console import Console
-    from rich.syntax import Syntax
+    from llmgen import preset_views, presets
 
-    from llmgen import presets, settings
-
-    preset = presets.resolve(name)
-    for found in preset.chain:
-        settings.check(presets.read(found.path).generation, str(found.path))
-    config, warnings = settings.build_config({}, preset.generation, source=str(preset.chain[0].path))
-    show = Console()
-    show.print(f"[bold]{preset.name}[/] — {preset.description}")
-    show.print(f"strategy: [bold]{preset.strategy}[/]")
-    show.print("extends: " + " -> ".join(f.name for f in preset.chain))
-    for found in preset.chain:
-        show.print(f"\n[dim]# {found.path}[/]")
-        show.print(Syntax(found.path.read_text(encoding="utf-8"), "yaml", theme="ansi_dark", background_color="default"))
-    show.print("\n[bold]effective generation settings[/] (over the model's own generation_config):")
-    for key, value in settings.effective(config).items():
-        show.print(f"  {key}: {value!r}")
-    for extra in ("quant", "system", "assistant_model"):
-        if getattr(preset, extra):
-            show.print(f"  ({extra}: {getattr(preset, extra)!r})")
-    if explain:
-        _explain(preset, show)
-    else:
-        for warning in warnings:
-            console.warning(warning)
-
-
-def _explain(preset: Any, show: Any) -> None:
-    from rich.markup import escape
-
-    from llmgen.explain import explain
-
-    found = explain(preset)
-    show.print(f"\n[bold]runs[/]: {escape(found.runs)}")
-    show.print("[bold]logits processors[/], applied in this order:")
-    for n, processor in enumerate(found.processors, 1):
-        show.print(f"  {n}. {escape(processor)}")
-    if not found.processors:
-        show.print("  none: the model's own scores are used as they are")
-    show.print("[bold]stopping criteria[/] (lengths count from the end of the prompt):")
-    for n, criterion in enumerate(found.criteria, 1):
-        show.print(f"  {n}. {escape(criterion)}")
-    show.print("[bold]ignored settings[/]:")
-    for line in found.ignored:
-        show.print(f"  [yellow]- {escape(line)}[/]")
-    if not found.ignored:
-        show.print("  none")
+    preset = presets.load(name)
+    for warning in preset_views.show(preset, console.stdout_console(highlight=True), explain=explain):
+        console.warning(warning)
 
 
 @app.command(cls=Command)
@@ -362,14 +253,9 @@ def compare(
     """The same prompt under several presets, side by side, with measures of each output."""
     from llmgen import compare as comparing
     from llmgen.engine import Request
-    from llmgen.settings import check
 
     text = read_prompt(prompt)
-    if not text.strip():
-        raise UsageError("the prompt is empty")
     chosen = comparing.choose(preset_names, assistant)
-    for preset in chosen:
-        check(preset.generation, str(preset.chain[0].path))
     session = Session.open(opts, lambda d: d.preset)
     request = Request(prompt=text, system=session.system, raw=opts.raw)
     comparison = comparing.run(session, request, chosen, opts.seed, verbose=opts.verbose)
@@ -424,7 +310,7 @@ def chat(
     opts: Options = None,  # type: ignore[assignment]
 ) -> None:
     """Chat with the model: replies stream, slash commands steer (/help); stdin may be a pipe."""
-    from llmgen.chat import Conversation, read_transcript
+    from llmgen.chat import Conversation, Flags, read_transcript
     from llmgen.repl import Chat, run
 
     if load is not None:
@@ -437,12 +323,7 @@ def chat(
     chat = Chat(conversation, interactive=sys.stdin.isatty(), stats=opts.stats or opts.verbose, quiet=opts.quiet,
                 verbose=opts.verbose)
     if load is not None:
-        chat.restore(load)
-        # flags given with --load override what the transcript says, as they override a preset
-        conversation.overrides.update(session.overrides)
-        conversation.preset = session.preset if opts.preset else conversation.preset
-        conversation.system = opts.system if opts.system is not None else conversation.system
-        conversation.plan()
+        chat.restore(load, Flags(session.overrides, session.preset if opts.preset else None, opts.system))
     run(chat)
 
 

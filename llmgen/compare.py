@@ -75,13 +75,7 @@ class Outcome:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        obj = {
-            "preset": self.preset,
-            "strategy": self.strategy,
-            "text": self.result.text,
-            "token_ids": self.result.token_ids,
-            "measures": self.measures(),
-        }
+        obj = {"preset": self.preset, "strategy": self.strategy, **self.result.as_dict(), "measures": self.measures()}
         if self.interrupted:
             obj["interrupted"] = True
         return obj
@@ -110,13 +104,14 @@ def default_presets() -> list[str]:
 
 
 def choose(names: str | None, assistant: str | None) -> list[ResolvedPreset]:
-    """The presets to compare, resolved before any model loads; `--assistant` adds the greedy preset drafted by it."""
+    """The presets to compare, loaded and checked before any model loads; `--assistant` adds the greedy preset
+    drafted by it."""
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else default_presets()
     if not wanted:
         raise UsageError("--presets is empty", hint="give preset names separated by commas")
-    chosen = [presets.resolve(name) for name in wanted if name != ASSISTED.name]
+    chosen = [presets.load(name) for name in wanted if name != ASSISTED.name]
     if assistant:
-        base = presets.resolve(GREEDY.name)
+        base = presets.load(GREEDY.name)
         chosen.append(dataclasses.replace(base, name=ASSISTED.name, assistant_model=assistant))
     elif ASSISTED.name in wanted:
         raise UsageError(f"'{ASSISTED.name}' in --presets needs a draft model", hint="add --assistant MODEL")
@@ -133,7 +128,7 @@ def run(session: Session, request: Request, chosen: Sequence[ResolvedPreset], se
     engine = session.engine
     comparison = Comparison()
     try:
-        engine.generate(request, engine.plan(presets.resolve(GREEDY.name), {"max_new_tokens": 1}))
+        engine.generate(request, engine.plan(presets.load(GREEDY.name), {"max_new_tokens": 1}))
         for preset in chosen:
             outcome = _run_one(session, request, preset, seed, verbose)
             comparison.outcomes.append(outcome)

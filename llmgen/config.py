@@ -1,13 +1,15 @@
 """User defaults: built-in values, then `config.yaml`, then `LLMGEN_*` variables (flags override all).
 
-Every default llmgen has is defined here, once.
+Every default llmgen has is defined here, once. So is how llmgen reads the files a user writes (config.yaml,
+presets, chat transcripts): `read_file`, with its YAML and JSON parsers.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -50,6 +52,10 @@ ENV_PREFIX = "LLMGEN_"
 # take minutes and gigabytes before the first token.
 MAX_SETTING_VALUES = 100_000
 
+# How many new tokens a generation may have when neither the preset nor the command line says: the model's own
+# generation_config rarely does, and transformers' own default (max_length 20, prompt included) cuts most answers.
+DEFAULT_MAX_NEW_TOKENS = 512
+
 # How deeply llmgen's YAML (presets, config.yaml, `--set` values) may nest: real presets use four levels.
 MAX_YAML_DEPTH = 32
 
@@ -57,35 +63,66 @@ MAX_YAML_DEPTH = 32
 def load_defaults() -> Defaults:
     """Built-in defaults, overridden by config.yaml, overridden by LLMGEN_* variables."""
     path = config_dir() / "config.yaml"
-    values: dict = {}
+    values = None
     if path.is_file():
-        try:
-            loaded = read_yaml(path) or {}
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-        if not isinstance(loaded, dict):
-            raise UsageError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
-        values.update(loaded)
-    for field in Defaults.model_fields:
-        env = os.environ.get(ENV_PREFIX + field.upper())
-        if env:
-            values[field] = env
+        values = read_file(path, Defaults, "yaml", "a mapping of settings", empty_is_mapping=True)
+    env = {field: os.environ[ENV_PREFIX + field.upper()] for field in Defaults.model_fields
+           if os.environ.get(ENV_PREFIX + field.upper())}
+    if not env:
+        return values or Defaults()
     try:
-        return Defaults(**values)
-    except ValidationError as exc:
-        raise UsageError(f"{path}: {format_validation_error(exc, list(Defaults.model_fields))}") from None
+        return Defaults(**{**(values.model_dump(exclude_unset=True) if values else {}), **env})
+    except ValidationError as exc:  # config.yaml's values passed alone: a variable is wrong
+        field = str(exc.errors()[0]["loc"][0])
+        problem = format_validation_error(exc, list(Defaults.model_fields))
+        raise UsageError(f"${ENV_PREFIX}{field.upper()}: {problem}") from None
 
 
-def read_yaml(path: Path) -> Any:
-    """A YAML file llmgen reads (a preset, config.yaml); every error is a UsageError naming the file.
+Schema = TypeVar("Schema", bound=BaseModel)
 
-    Raises OSError for the caller to put in its own words.
+
+def read_file(
+    path: Path, schema: type[Schema], syntax: Literal["yaml", "json"], expected: str, empty_is_mapping: bool = False
+) -> Schema:
+    """A user's file (config.yaml, a preset, a chat transcript) as `schema` validates it; every error is a one-line
+    UsageError naming the file as given.
+
+    The file is read whole as UTF-8 and parsed as `syntax` (llmgen's YAML: no aliases, bounded depth); it must hold a
+    mapping, described by `expected` in the error when it does not. An empty YAML file is an empty mapping when
+    `empty_is_mapping`. What a file means beyond its schema is the caller's to check.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.expanduser().read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    return parse_yaml(text, str(path))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    data = parse_yaml(text, str(path)) if syntax == "yaml" else parse_json(text, str(path))
+    if data is None and empty_is_mapping:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected {expected}, got {_kind(data)}")
+    try:
+        return schema(**data)
+    except ValidationError as exc:
+        raise UsageError(f"{path}: {format_validation_error(exc, list(schema.model_fields))}") from None
+
+
+def _kind(value: Any) -> str:
+    return "an empty file" if value is None else type(value).__name__
+
+
+def parse_json(text: str, source: str) -> Any:
+    """JSON, every problem one line naming `source`: syntax, nesting too deep, numbers past Python's digit limit."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise UsageError(f"{source}: the JSON nests too deeply") from None
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        first = next(iter(str(exc).splitlines()), type(exc).__name__)
+        raise UsageError(f"{source}: invalid JSON: {first}") from None
 
 
 def parse_yaml(text: str, source: str) -> Any:

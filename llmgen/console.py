@@ -79,6 +79,9 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def stdout_console() -> Console:
-    """A rich console on stdout, for output that is itself the product (tables, token inspection)."""
-    return Console(highlight=False)
+def stdout_console(highlight: bool = False) -> Console:
+    """A rich console on stdout, for output that is itself the product (tables, token inspection).
+
+    `highlight` colours numbers and strings in a terminal, for listings of settings (`info`, `presets`).
+    """
+    return Console(highlight=highlight)

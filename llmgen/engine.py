@@ -1,11 +1,12 @@
 """The generation engine: one loaded model, prompts in, results out. run, chat, batch and compare share it.
 
 The engine turns requests (a prompt or chat messages) into token ids with the model's chat template,
-merges settings into a validated `GenerationConfig`, and calls `model.generate` with transformers'
-own logits processors, stopping criteria (stop strings included) and a streamer. Strategies that
-transformers 5 no longer carries (contrastive, DoLa, diverse beam) come from `llmgen.decoding` as
-`custom_generate` loops; what each strategy allows (batching, streaming, a reused cache) is its row in
-`llmgen.strategies`. Nothing here prints: text reaches the caller through `on_text`.
+has `llmgen.plans` layer settings over the model's own into a validated `GenerationConfig`, and calls
+`model.generate` with transformers' own logits processors, stopping criteria (stop strings included)
+and a streamer. Strategies that transformers 5 no longer carries (contrastive, DoLa, diverse beam)
+come from `llmgen.decoding` as `custom_generate` loops; what each strategy allows (batching,
+streaming, a reused cache) is its row in `llmgen.strategies`. Nothing here prints: text reaches the
+caller through `on_text`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmgen import models, settings, strategies
+from llmgen import models, plans
+from llmgen.config import DEFAULT_MAX_NEW_TOKENS
 from llmgen.errors import UsageError
-from llmgen.presets import ResolvedPreset
 from llmgen.drafts import count_drafts
+from llmgen.plans import Plan
 from llmgen.strategies import Strategy
 from llmgen.streaming import TextCallbackStreamer, find_stop
 from llmgen.tokens import TokenInfo, token_details
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
     from transformers import GenerationConfig
     from transformers.generation.utils import GenerateOutput
 
-DEFAULT_MAX_NEW_TOKENS = 512
+    from llmgen.presets import ResolvedPreset
+
 _OWN_KEYS = {"transformers_version", "_from_model_config"}
 
 
@@ -40,43 +43,6 @@ class Request:
     messages: Sequence[dict[str, str]] | None = None
     system: str | None = None
     raw: bool = False
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything decided before generating: the validated config and how it came about."""
-
-    config: GenerationConfig
-    preset: str
-    row: Strategy
-    warnings: tuple[str, ...] = ()
-    seed: int | None = None
-    assistant: str | None = None
-
-    @property
-    def strategy(self) -> str:
-        """The strategy's name, as printed and in `--json` outputs."""
-        return self.row.name
-
-    @property
-    def streams(self) -> bool:
-        """Whether text can be shown as it comes: not for beams, nor for several sequences at once."""
-        return self.row.streams and (self.config.num_return_sequences or 1) == 1
-
-    @property
-    def batches(self) -> bool:
-        """Whether several requests can share one generate call under this plan."""
-        return self.row.batches
-
-    @property
-    def rows_per_request(self) -> int:
-        """Sequences generate carries for each request: beams or return sequences, whichever is more."""
-        return max(self.config.num_beams or 1, self.config.num_return_sequences or 1)
-
-    @property
-    def stops(self) -> list[str]:
-        stops = self.config.stop_strings or []
-        return [stops] if isinstance(stops, str) else list(stops)
 
 
 @dataclass
@@ -103,6 +69,22 @@ class Result:
     @property
     def tokens_per_s(self) -> float:
         return self.completion_tokens / self.total_s if self.total_s > 0 else 0.0
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """Tokens in and out, as every JSON output carries them."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The answer as JSON outputs carry it: its text and new token ids (lists of them, with the beam scores,
+        for several sequences), why it ended, and its usage."""
+        obj: dict[str, Any] = {"text": self.text, "token_ids": self.token_ids}
+        if self.texts:
+            obj.update(texts=self.texts, token_ids=self.all_token_ids)
+        if self.scores:
+            obj["scores"] = self.scores
+        obj.update(finish_reason=self.finish_reason, usage=self.usage)
+        return obj
 
 
 class PrefixCache:
@@ -190,16 +172,9 @@ class Engine:
         return {k: v for k, v in own.items() if k not in _OWN_KEYS}
 
     def plan(self, preset: ResolvedPreset, *overrides: dict[str, Any], seed: int | None = None) -> Plan:
-        """Layer the model's defaults, the preset and overrides (lowest first) into a validated Plan."""
-        for layer in overrides:
-            settings.check(layer, "settings")
+        """Layer the model's defaults, the preset and overrides (lowest first) into a validated Plan (`plans.plan`)."""
         base = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, **self.model_defaults()}
-        config, warnings = settings.build_config(base, preset.generation, *overrides)
-        row = strategies.select(config.to_dict(), preset.assistant_model)
-        _check_strategy(row, config)
-        if preset.assistant_model and (config.num_beams or 1) > 1:
-            raise UsageError(f"preset {preset.name}: assisted decoding works with greedy or sampling, not beams")
-        return Plan(config, preset.name, row, tuple(warnings), seed, preset.assistant_model)
+        return plans.plan(preset, *overrides, base=base, seed=seed)
 
     def assistant(self, spec: str) -> tuple[Any, Any | None]:
         """The draft model for assisted decoding, loaded once on the engine's device and dtype.
@@ -352,7 +327,7 @@ class Engine:
     ) -> GenerateOutput:
         from transformers import set_seed
 
-        from llmgen.decoding import DecodingSettingsError, decoding_loop, stop_string_criteria
+        from llmgen.decoding import decoding_loop, stop_string_criteria
 
         if plan.seed is not None:
             set_seed(plan.seed)
@@ -365,20 +340,17 @@ class Engine:
             extra["assistant_model"], assistant_tokenizer = self.assistant(plan.assistant)
             if assistant_tokenizer is not None:
                 extra["assistant_tokenizer"] = assistant_tokenizer
-        try:
-            return self.model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                generation_config=config,
-                streamer=streamer,
-                tokenizer=self.tokenizer,
-                return_dict_in_generate=True,
-                output_scores=(config.num_beams or 1) > 1 or bool(config.output_scores),
-                output_logits=inspect is not None or bool(config.output_logits),
-                **extra,
-            )
-        except DecodingSettingsError as exc:  # settings that depend on the model, e.g. DoLa layers
-            raise UsageError(str(exc)) from None
+        return self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=config,
+            streamer=streamer,
+            tokenizer=self.tokenizer,
+            return_dict_in_generate=True,
+            output_scores=(config.num_beams or 1) > 1 or bool(config.output_scores),
+            output_logits=inspect is not None or bool(config.output_logits),
+            **extra,
+        )
 
     def _results(
         self,
@@ -447,18 +419,6 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _check_strategy(row: Strategy, config: GenerationConfig) -> None:
-    """Refuse a strategy llmgen does not run, or settings its own loop cannot run with, before generating."""
-    from llmgen.decoding import DecodingSettingsError, check_settings
-
-    if row.refusal:
-        raise UsageError(row.refusal)
-    try:
-        check_settings(row, config)
-    except DecodingSettingsError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _reuses_cache(row: Strategy, config: GenerationConfig, model: Any) -> bool:

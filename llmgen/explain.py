@@ -14,7 +14,8 @@ import warnings as warnings_module
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmgen import settings, strategies
+from llmgen import plans, strategies
+from llmgen.config import DEFAULT_MAX_NEW_TOKENS
 from llmgen.presets import ResolvedPreset
 from llmgen.strategies import Strategy
 
@@ -34,17 +35,19 @@ class Explanation:
 
 
 def explain(preset: ResolvedPreset) -> Explanation:
-    """The strategy, the method that runs it, the processors and criteria in order, and ignored settings."""
+    """The strategy, the method that runs it, the processors and criteria in order, and ignored settings.
+
+    The settings are planned as a model's would be (`llmgen.plans`): what a run would refuse is a UsageError here too.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, StoppingCriteriaList
 
-    from llmgen.engine import DEFAULT_MAX_NEW_TOKENS, _quiet_libraries
+    from llmgen.engine import _quiet_libraries
 
     _quiet_libraries()
 
-    base = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, "eos_token_id": STAND_IN_EOS}
-    config, warnings = settings.build_config(base, preset.generation)
-    row = strategies.select(config.to_dict(), preset.assistant_model)
+    plan = plans.plan(preset, base={"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, "eos_token_id": STAND_IN_EOS})
+    config, row = plan.config, plan.row
     with torch.device("meta"):
         model = LlamaForCausalLM(
             LlamaConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
@@ -69,10 +72,10 @@ def explain(preset: ResolvedPreset) -> Explanation:
 
     return Explanation(
         strategy=row.name,
-        runs=_method(row, config, preset.assistant_model),
+        runs=_method(row, preset.assistant_model),
         processors=[_describe(p) for p in processors],
         criteria=[_describe(c) for c in criteria],
-        ignored=[*warnings, *_unused(row, config)],
+        ignored=[*plan.warnings, *_unused(row, config)],
     )
 
 
@@ -87,16 +90,12 @@ def _unused(row: Strategy, config: Any) -> list[str]:
     return lines
 
 
-def _method(row: Strategy, config: Any, assistant: str | None) -> str:
+def _method(row: Strategy, assistant: str | None) -> str:
+    """The method that runs the strategy; the plan has refused a strategy llmgen does not run, and bad settings."""
     from transformers.generation.configuration_utils import GenerationMode
     from transformers.generation.utils import GENERATION_MODES_MAPPING
 
-    from llmgen.decoding import check_settings
-
-    if row.refusal:
-        return f"{row.mode}: none — {row.refusal}"
     if row.loop is not None:
-        check_settings(row, config)
         return f"{row.mode}: llmgen's own loop {row.loop.replace(':', '.')}"
     draft = f", drafts from {assistant}" if assistant else ""
     return f"{row.mode}: transformers GenerationMixin.{GENERATION_MODES_MAPPING[GenerationMode(row.mode)]}{draft}"

@@ -3,8 +3,9 @@
 `ModelOptions` declares each flag that picks and loads a model once (info takes them alone);
 `Options` adds the generation and output flags run, chat, batch and compare share. `shared_options`
 and `model_options` add a group's flags to a Typer command, which receives them as one `opts`
-argument. `Session.open` applies SPEC.md's precedence: the preset is resolved and every setting
-checked before the model loads, so bad input fails fast.
+argument. `Session.open` applies SPEC.md's precedence: the preset is loaded and planned under the
+command line's settings before the model loads (`llmgen.plans`, as the engine plans once it has),
+so bad input fails fast.
 """
 
 from __future__ import annotations
@@ -278,18 +279,20 @@ class Session:
     defaults: config.Defaults
 
     @classmethod
-    def open(cls, opts: Options, default_preset: Callable[[config.Defaults], str]) -> Session:
-        """Resolve preset and settings (failing before any load), then load the model."""
-        from llmgen import presets, settings
+    def open(cls, opts: Options, default_preset: Callable[[config.Defaults], str], assistant: str | None = None
+             ) -> Session:
+        """Load the preset and plan it under the command line's settings (failing before any load), then load the model.
+
+        `assistant`, a draft model spec (`run --assistant`), replaces the preset's.
+        """
+        from llmgen import plans, presets
 
         defaults = config.load_defaults()
-        preset = presets.resolve(opts.preset or default_preset(defaults))
-        source = str(preset.chain[0].path)
-        settings.check(preset.generation, source)
-        settings.build_config({}, preset.generation, source=source)
+        preset = presets.load(opts.preset or default_preset(defaults))
+        if assistant:
+            preset = dataclasses.replace(preset, assistant_model=assistant)
         overrides = opts.overrides()
-        settings.check(overrides, "command line")
-        settings.build_config({}, preset.generation, overrides, source="command line")
+        plans.plan(preset, overrides, source="command line")
 
         engine = opts.load(defaults, preset.quant)
         system = opts.system if opts.system is not None else preset.system

@@ -1,8 +1,9 @@
 """Preset files: where they live, their schema, and `extends` chains.
 
-Reading presets needs only PyYAML and pydantic, so `llmgen presets list` starts fast. Reading checks
-the generation values' types and ranges; checking the keys against transformers happens in
-`llmgen.settings.check`.
+`load` is how a command that generates takes a preset: resolved, and checked as a whole before any
+model loads. `resolve` alone needs only PyYAML and pydantic, so `llmgen presets list` starts fast:
+reading checks the generation values' types and ranges; `load` also checks each file's keys against
+transformers and makes the plan the preset amounts to (`llmgen.plans`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from llmgen.config import Quant, config_dir, format_validation_error, read_yaml
+from llmgen import plans
+from llmgen.config import Quant, config_dir, read_file
 from llmgen.errors import UsageError
-from llmgen.settings import check_values
+from llmgen.settings import check_keys, check_values
 from llmgen.strategies import select
 
 
@@ -81,16 +83,7 @@ def read(path: Path) -> Preset:
 
     Every error names the file.
     """
-    try:
-        data = read_yaml(path)
-    except OSError as exc:
-        raise UsageError(f"cannot read preset {path}: {exc.strerror}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: a preset is a YAML mapping with a 'generation:' section")
-    try:
-        preset = Preset(**data)
-    except ValidationError as exc:
-        raise UsageError(f"{path}: {format_validation_error(exc, list(Preset.model_fields))}") from None
+    preset = read_file(path, Preset, "yaml", "a mapping with a 'generation:' section")
     check_values(preset.generation, str(path))
     return preset
 
@@ -112,6 +105,24 @@ def find(name_or_path: str) -> PresetFile:
 
 def resolve(name_or_path: str) -> ResolvedPreset:
     """Follow `extends` from a preset to its root and merge, children overriding parents."""
+    return _merge(_chain(name_or_path))
+
+
+def load(name_or_path: str) -> ResolvedPreset:
+    """A preset to generate with: resolved, every file's keys checked against transformers' settings, and the
+    settings it amounts to accepted by transformers and by its strategy (the plan a model would run, less the
+    model's own defaults), so that a bad preset fails before any model loads, naming its file.
+    """
+    chain = _chain(name_or_path)
+    for found, preset in chain:
+        check_keys(preset.generation, str(found.path))
+    resolved = _merge(chain)
+    plans.plan(resolved, source=str(resolved.chain[0].path))
+    return resolved
+
+
+def _chain(name_or_path: str) -> list[tuple[PresetFile, Preset]]:
+    """The preset and the ones it extends, each read, child first; a cycle is refused."""
     chain: list[tuple[PresetFile, Preset]] = []
     current: PresetFile | None = find(name_or_path)
     while current is not None:
@@ -121,7 +132,11 @@ def resolve(name_or_path: str) -> ResolvedPreset:
         preset = read(current.path)
         chain.append((current, preset))
         current = _parent(current, preset.extends) if preset.extends else None
+    return chain
 
+
+def _merge(chain: list[tuple[PresetFile, Preset]]) -> ResolvedPreset:
+    """One preset from a chain, children overriding parents."""
     merged: dict[str, Any] = {"generation": {}}
     for _, preset in reversed(chain):
         merged["generation"].update(preset.generation)

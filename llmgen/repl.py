@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from llmgen import config, console, presets
-from llmgen.chat import Conversation, Turn, read_transcript
+from llmgen.chat import Conversation, Flags, Turn, read_transcript
 from llmgen.errors import UsageError
 
 if TYPE_CHECKING:
@@ -326,9 +326,9 @@ class Chat:
             raise UsageError("/load needs a file name")
         self.restore(Path(arg))
 
-    def restore(self, path: Path) -> None:
-        """Continue a saved transcript (/load and --load)."""
-        for warning in self.conversation.restore(read_transcript(path)):
+    def restore(self, path: Path, flags: Flags | None = None) -> None:
+        """Continue a saved transcript (/load; --load, where the command line's `flags` override it)."""
+        for warning in self.conversation.restore(read_transcript(path), flags):
             console.warning(warning)
         conversation = self.conversation
         console.note(f"loaded {len(conversation.messages)} messages from {path} · preset {conversation.preset.name}")

@@ -1,15 +1,17 @@
 """Generation settings: `--set` parsing, implied sampling, and validation.
 
 Settings are plain dicts of transformers `GenerationConfig` fields, layered lowest first: the model's
-own generation_config, the preset, a batch record's params, the command line. `build_config` merges
-the layers and validates them with transformers' own `GenerationConfig` plus the range checks it
-leaves to generate time, so a bad value is refused before any model runs.
+own generation_config, the preset, a batch record's params, the command line. `check` refuses a bad
+layer alone (unknown keys, the range checks transformers leaves to generate time); `build_config`
+merges the layers and validates them with transformers' own `GenerationConfig`, for `llmgen.plans`,
+so a bad value is refused before any model runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -167,24 +169,30 @@ def check_values(generation: dict[str, Any], source: str) -> None:
         raise UsageError(f"{source}: {problem[0]}")
 
 
-def generation_fields() -> set[str]:
+@functools.cache
+def generation_fields() -> frozenset[str]:
     from transformers import GenerationConfig
 
-    return set(GenerationConfig().to_dict()) - {"transformers_version"}
+    return frozenset(GenerationConfig().to_dict()) - {"transformers_version"}
 
 
-def check(generation: dict[str, Any], source: str) -> None:
-    """Refuse unknown keys and values of the wrong type, size or range in one settings layer.
-
-    `source` names where the settings came from (a preset file, `--set`), for the error line.
-    Whether the layers make sense together is `build_config`'s job.
-    """
+def check_keys(generation: dict[str, Any], source: str) -> None:
+    """Refuse keys that are no GenerationConfig setting, suggesting the nearest one; `source` names the layer."""
     valid = generation_fields()
     for key in generation:
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UsageError(f"{source}: unknown generation setting '{key}'{hint}")
+
+
+def check(generation: dict[str, Any], source: str) -> None:
+    """Refuse unknown keys and values of the wrong type, size or range in one settings layer.
+
+    `source` names where the settings came from (a preset file, `--set`), for the error line.
+    Whether the layers make sense together is `llmgen.plans.plan`'s job.
+    """
+    check_keys(generation, source)
     check_values(generation, source)
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from llmgen.errors import UsageError
+
 if TYPE_CHECKING:
     from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
@@ -20,8 +22,11 @@ if TYPE_CHECKING:
     from llmgen.strategies import Strategy
 
 
-class DecodingSettingsError(ValueError):
-    """Generation settings a decoding loop cannot run with; the message is one line meant for the user."""
+class DecodingSettingsError(UsageError):
+    """Generation settings a decoding loop cannot run with: bad input (exit 2), one line meant for the user.
+
+    Raised when a plan is made and, for what depends on the model (DoLa layer indices), when the loop starts.
+    """
 
 
 CACHE_NAMES = ("past_key_values", "cache_params")

@@ -104,3 +104,21 @@ def test_help_columns_align_and_the_stats_line_says_how_to_raise_max_new_tokens_
     assert all(line[start - 2 : start] == "  " for line in rows for start in starts)
     assert "finish: length: stopped at max_new_tokens=2, raise it with /set max_new_tokens=N" in proc.stderr
     assert "-n" not in STATS.search(proc.stderr).group()
+
+
+def test_a_bad_user_preset_is_refused_by_preset_and_by_load_alike(cli, user_dirs: Path, tmp_path: Path) -> None:
+    typo = user_dirs / "config" / "llmgen" / "presets" / "typo.yaml"
+    typo.parent.mkdir(parents=True)
+    typo.write_text("extends: greedy\ngeneration:\n  temprature: 0.5\n")
+    transcript = tmp_path / "chat.json"
+    transcript.write_text(json.dumps({"preset": "typo", "messages": []}))
+    refusal = f"error: {typo}: unknown generation setting 'temprature' (did you mean 'temperature'?)"
+
+    proc = cli("chat", "-p", "greedy", "-n", "2", "--stats", input=f"/preset typo\nhi\n/load {transcript}\nhi\n/show\n")
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [refusal, refusal]
+    assert len(STATS.findall(proc.stderr)) == 2 and "loaded" not in proc.stderr  # both turns answered
+    assert "preset greedy (greedy)" in proc.stderr  # /show: the session kept its preset
+
+    at_start = cli("chat", "-n", "2", "--load", str(transcript), input="hi\n")
+    assert at_start.returncode == 2 and at_start.stdout == "" and at_start.stderr == refusal + "\n"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from llmgen import presets
-from llmgen.chat import Conversation, read_transcript
+from llmgen.chat import Conversation, Flags, read_transcript
 from llmgen.engine import Request
 from llmgen.errors import UsageError
 
@@ -204,3 +204,38 @@ def test_a_transcript_with_bad_settings_is_refused_before_anything_changes(tiny_
     with pytest.raises(UsageError, match="temperature"):
         conv.restore(read_transcript(path))
     assert len(conv.messages) == 2
+
+
+def test_a_transcript_naming_a_bad_preset_is_refused_as_preset_refuses_it(tiny_engine, tmp_path) -> None:
+    typo = presets.user_dir() / "typo.yaml"
+    typo.parent.mkdir(parents=True)
+    typo.write_text("extends: greedy\ngeneration:\n  temprature: 0.5\n")
+    conv = conversation(tiny_engine)
+    conv.reply("Hi")
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps({"preset": "typo", "messages": []}))
+    message = f"^{typo}: unknown generation setting 'temprature'"
+    with pytest.raises(UsageError, match=message):
+        conv.use_preset("typo")
+    with pytest.raises(UsageError, match=message):
+        conv.restore(read_transcript(path))
+    assert conv.preset.name == "greedy" and len(conv.messages) == 2
+    conv.restore(read_transcript(path), Flags(preset=presets.load("beam")))  # a preset given with it is not read
+    assert conv.preset.name == "beam" and conv.messages == []
+
+
+def test_flags_given_with_a_transcript_override_it_as_they_override_a_preset(tiny_engine, tmp_path) -> None:
+    conv = conversation(tiny_engine, "precise", top_k=7)
+    conv.reply("Hi")
+    path = tmp_path / "chat.json"
+    conv.save(path)
+
+    flagged = Conversation(tiny_engine, presets.load("greedy"))
+    flagged.restore(read_transcript(path), Flags({"max_new_tokens": 3}, presets.load("beam"), "Be terse."))
+    assert (flagged.preset.name, flagged.overrides, flagged.system) == (
+        "beam", {"max_new_tokens": 3, "top_k": 7}, "Be terse.")
+    assert flagged.messages == conv.messages and flagged.plan().config.max_new_tokens == 3
+
+    settings_only = Conversation(tiny_engine, presets.load("greedy"))
+    settings_only.restore(read_transcript(path), Flags({"max_new_tokens": 3}))
+    assert (settings_only.preset.name, settings_only.system) == ("precise", "Be brief.")

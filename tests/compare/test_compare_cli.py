@@ -19,8 +19,10 @@ def test_compare_json_is_the_documented_object(cli):
     assert [r["preset"] for r in obj["results"]] == ["greedy", "beam", "sampling"]
     assert [r["strategy"] for r in obj["results"]] == ["greedy", "beam", "sampling"]
     for r in obj["results"]:
-        assert set(r) == {"preset", "strategy", "text", "token_ids", "measures"}
+        assert set(r) - {"scores"} == {"preset", "strategy", "text", "token_ids", "finish_reason", "usage", "measures"}
+        assert ("scores" in r) == (r["strategy"] == "beam")  # a beam search scores its sequence
         m, ids = r["measures"], r["token_ids"]
+        assert r["usage"]["completion_tokens"] == len(ids) and r["finish_reason"] in ("eos", "length")
         assert set(m) == {"new_tokens", "seconds", "tokens_per_s", "distinct_1", "distinct_2",
                           "repetition_4gram", "mean_logprob"}
         assert m["new_tokens"] == len(ids) and 0 < len(ids) <= 8

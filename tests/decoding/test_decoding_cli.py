@@ -39,6 +39,16 @@ def test_dola_layer_out_of_range_is_a_usage_error(cli) -> None:
     assert proc.stderr.startswith("error: dola_layers index 40 is out of range: the model has 30 layers")
 
 
+@pytest.mark.parametrize("command", [["presets", "show", "{p}", "--explain"], ["presets", "show", "{p}"],
+                                     ["run", QUESTION, "-p", "{p}"]], ids=["show --explain", "show", "run"])
+def test_dola_layers_the_loop_refuses_are_exit_2_and_one_line_before_any_model(cli, tmp_path, command) -> None:
+    preset = tmp_path / "middle.yaml"
+    preset.write_text("extends: dola\ngeneration:\n  dola_layers: middle\n")
+    proc = cli(*[str(preset) if arg == "{p}" else arg for arg in command])
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "error: dola_layers must be 'low', 'high' or a list of layer indices, not 'middle'\n"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

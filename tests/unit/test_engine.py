@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmgen import presets, strategies
-from llmgen.engine import Request
+from llmgen.engine import Request, Result
 from llmgen.errors import UsageError
 
 QUESTION = Request(prompt="What is the capital of France?")
@@ -125,3 +125,14 @@ def test_every_builtin_preset_runs_on_the_builtin_model(builtin_engine, name: st
     assert result.text.strip()
     if the_plan.streams:
         assert "".join(pieces) == result.text
+
+
+def test_a_result_serialises_in_one_place_usage_included() -> None:
+    one = Result(text="Hi", token_ids=[5, 2], finish_reason="eos", prompt_tokens=7, total_s=1.0)
+    assert one.as_dict() == {"text": "Hi", "token_ids": [5, 2], "finish_reason": "eos",
+                             "usage": {"prompt_tokens": 7, "completion_tokens": 2}}
+    beams = Result(text="a", token_ids=[1], finish_reason="eos", prompt_tokens=3, total_s=1.0, texts=["a", "b c"],
+                   all_token_ids=[[1], [2, 3]], finish_reasons=["eos", "length"], scores=[-0.1, -0.5])
+    obj = beams.as_dict()
+    assert list(obj) == ["text", "token_ids", "texts", "scores", "finish_reason", "usage"]
+    assert obj["token_ids"] == [[1], [2, 3]] and obj["usage"] == {"prompt_tokens": 3, "completion_tokens": 3}

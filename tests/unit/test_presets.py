@@ -155,3 +155,28 @@ def test_reading_a_preset_checks_value_types_and_ranges(tmp_path: Path, generati
     with pytest.raises(UsageError) as err:
         presets.read(path)
     assert str(err.value).startswith(f"{path}: {message}")
+
+
+def test_load_checks_each_file_of_the_chain_naming_the_one_at_fault(user_dirs: Path) -> None:
+    parent = write(presets.user_dir() / "parent.yaml", "extends: greedy\ngeneration:\n  temprature: 0.5\n")
+    write(presets.user_dir() / "child.yaml", "extends: parent\ngeneration:\n  max_new_tokens: 5\n")
+    assert presets.resolve("child").generation["temprature"] == 0.5  # the light path knows no transformers keys
+    with pytest.raises(UsageError) as err:
+        presets.load("child")
+    assert str(err.value) == f"{parent}: unknown generation setting 'temprature' (did you mean 'temperature'?)"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("extends: beam\ngeneration:\n  num_beams: 2\n  num_return_sequences: 3\n", "{path}: .*num_return_sequences"),
+        ("extends: dola\ngeneration:\n  dola_layers: middle\n", "^dola_layers must be 'low', 'high' or a list"),
+        ("extends: greedy\ngeneration:\n  force_words_ids: [[5]]\n  num_beams: 2\n", "^llmgen does not run"),
+        ("extends: beam\nassistant_model: builtin\n", "^preset p: assisted decoding works with greedy or sampling"),
+    ],
+)
+def test_load_refuses_what_the_plan_would_refuse_without_a_model(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "p.yaml", text)
+    presets.resolve(str(path))  # well-formed: only the plan it amounts to is refused
+    with pytest.raises(UsageError, match=message.replace("{path}", str(path))):
+        presets.load(str(path))

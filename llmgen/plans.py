@@ -1,0 +1,88 @@
+"""Plans: the one place where settings layers merge and get validated.
+
+A `Plan` is everything decided before generating: the GenerationConfig, the strategy's row, the seed, the
+draft model. `plan` makes one from the layers, lowest first: a base (the model's own generation_config under
+llmgen's default length, once a model is loaded), the preset, then overrides (a batch record's params, the
+command line). `Engine.plan` calls it with the model's defaults; before a model loads, `presets.load` and
+`Session.open` call it without, so that bad input fails before the load, through the same checks.
+Nothing here imports torch or transformers until a plan is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmgen import settings, strategies
+from llmgen.decoding import check_settings
+from llmgen.errors import UsageError
+from llmgen.strategies import Strategy
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig
+
+    from llmgen.presets import ResolvedPreset
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before generating: the validated config and how it came about."""
+
+    config: GenerationConfig
+    preset: str
+    row: Strategy
+    warnings: tuple[str, ...] = ()
+    seed: int | None = None
+    assistant: str | None = None
+
+    @property
+    def strategy(self) -> str:
+        """The strategy's name, as printed and in `--json` outputs."""
+        return self.row.name
+
+    @property
+    def streams(self) -> bool:
+        """Whether text can be shown as it comes: not for beams, nor for several sequences at once."""
+        return self.row.streams and (self.config.num_return_sequences or 1) == 1
+
+    @property
+    def batches(self) -> bool:
+        """Whether several requests can share one generate call under this plan."""
+        return self.row.batches
+
+    @property
+    def rows_per_request(self) -> int:
+        """Sequences generate carries for each request: beams or return sequences, whichever is more."""
+        return max(self.config.num_beams or 1, self.config.num_return_sequences or 1)
+
+    @property
+    def stops(self) -> list[str]:
+        stops = self.config.stop_strings or []
+        return [stops] if isinstance(stops, str) else list(stops)
+
+
+def plan(
+    preset: ResolvedPreset,
+    *overrides: dict[str, Any],
+    base: dict[str, Any] | None = None,
+    seed: int | None = None,
+    source: str | None = None,
+) -> Plan:
+    """Layer `base`, the preset and `overrides` (lowest first) into a Plan transformers and the strategy's loop accept.
+
+    Each override layer is checked alone (keys, value types and ranges), then the layers together by transformers'
+    own GenerationConfig validation; then the strategy they select must be one llmgen runs, with settings its loop
+    can run with. `source` names the layers above the base in errors (a preset's file, "command line").
+    """
+    for layer in overrides:
+        settings.check(layer, source or "settings")
+    config, warnings = settings.build_config(
+        base or {}, preset.generation, *overrides, source=source or "invalid generation settings"
+    )
+    row = strategies.select(config.to_dict(), preset.assistant_model)
+    if row.refusal:
+        raise UsageError(row.refusal)
+    check_settings(row, config)
+    if preset.assistant_model and (config.num_beams or 1) > 1:
+        raise UsageError(f"preset {preset.name}: assisted decoding works with greedy or sampling, not beams")
+    return Plan(config, preset.name, row, tuple(warnings), seed, preset.assistant_model)
