@@ -279,11 +279,12 @@ class Session:
     defaults: config.Defaults
 
     @classmethod
-    def open(cls, opts: Options, default_preset: Callable[[config.Defaults], str], assistant: str | None = None
-             ) -> Session:
+    def open(cls, opts: Options, default_preset: Callable[[config.Defaults], str], assistant: str | None = None,
+             engine: Engine | None = None) -> Session:
         """Load the preset and plan it under the command line's settings (failing before any load), then load the model.
 
-        `assistant`, a draft model spec (`run --assistant`), replaces the preset's.
+        `assistant`, a draft model spec (`run --assistant`), replaces the preset's. `engine`, one already loaded
+        (a library user's, or a test's), is used instead of loading the model the options name.
         """
         from llmgen import plans, presets
 
@@ -294,7 +295,7 @@ class Session:
         overrides = opts.overrides()
         plans.plan(preset, overrides, source="command line")
 
-        engine = opts.load(defaults, preset.quant)
+        engine = engine or opts.load(defaults, preset.quant)
         system = opts.system if opts.system is not None else preset.system
         return cls(engine, preset, overrides, system, defaults)
 

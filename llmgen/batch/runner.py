@@ -112,15 +112,10 @@ class Planner:
         return _cached(self.equal, same)
 
     def _preset(self, name: str) -> ResolvedPreset:
-        from llmgen import presets, settings
-
-        def resolve() -> ResolvedPreset:
-            preset = presets.resolve(name)
-            settings.check(preset.generation, str(preset.chain[0].path))
-            return preset
+        from llmgen import presets
 
         if name not in self.presets:
-            self.presets[name] = _capture(resolve)
+            self.presets[name] = _capture(lambda: presets.load(name))
         return _cached(self.presets, name)
 
 
@@ -259,10 +254,7 @@ class Runner:
             record.update(texts=result.texts, finish_reason=result.finish_reasons)
         else:
             record.update(text=result.text, finish_reason=result.finish_reason)
-        record.update(
-            usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
-            preset=job.plan.preset,
-        )
+        record.update(usage=result.usage, preset=job.plan.preset)
         self.summary.records += 1
         self.summary.tokens += result.completion_tokens
         self.writer.put(job.item.seq, record)

@@ -6,17 +6,15 @@ import io
 import json
 from typing import Any
 
-from llmgen import config, presets
 from llmgen.batch.resume import Done
 from llmgen.batch.runner import Summary, process
 from llmgen.options import Options, Session
 
 
 def session_for(engine: Any, **flags: Any) -> tuple[Session, Options]:
+    """The session `llmgen batch` opens for these flags (the same precedence), on an engine already loaded."""
     opts = Options(quiet=True, **flags)
-    preset = presets.resolve(opts.preset or "greedy")
-    system = opts.system if opts.system is not None else preset.system
-    return Session(engine, preset, opts.overrides(), system, config.load_defaults()), opts
+    return Session.open(opts, lambda defaults: defaults.preset, engine=engine), opts
 
 
 def run_bytes(engine: Any, data: bytes, batch_size: int | None = None, done: Done | None = None,
