@@ -78,3 +78,10 @@ def run_cli(*args: str, input: str | bytes | None = None, env: dict[str, str] | 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that run the installed command (the `cli` fixture) are end-to-end: `-m "not integration"` skips them."""
+    for item in items:
+        if "cli" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)

@@ -14,7 +14,7 @@ import pytest
 from llmgen import presets
 from llmgen.engine import Request
 
-from batch_helpers import jsonl, records, run_bytes
+from tests.batch.batch_helpers import jsonl, records, run_bytes
 
 QUESTIONS = [
     "Hi!",

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from llmgen.batch.records import read
 
-from batch_helpers import jsonl
+from tests.batch.batch_helpers import jsonl, line
 
 
 def items(data: bytes) -> list:
@@ -67,27 +67,6 @@ def test_a_duplicate_id_is_an_error_for_the_later_record_only() -> None:
 def test_an_unparseable_line_does_not_claim_its_line_number_as_an_id() -> None:
     got = items(b'oops\n{"id": 1, "prompt": "a"}\n')
     assert got[0].id == 1 and got[0].error and got[1].error is None
-
-
-record = st.fixed_dictionaries(
-    {},
-    optional={
-        "id": st.one_of(st.integers(-3, 5), st.text(max_size=3), st.none(), st.booleans(), st.lists(st.integers())),
-        "prompt": st.one_of(st.text(max_size=20), st.integers()),
-        "messages": st.lists(st.dictionaries(st.sampled_from(["role", "content", "x"]), st.text(max_size=5))),
-        "system": st.one_of(st.text(max_size=5), st.integers()),
-        "preset": st.sampled_from(["greedy", "nope", 3]),
-        "params": st.one_of(st.dictionaries(st.text(max_size=8), st.integers()), st.text()),
-        "raw": st.one_of(st.booleans(), st.text(max_size=2)),
-    },
-)
-line = st.one_of(
-    record.map(lambda r: json.dumps(r).encode()),
-    record.map(lambda r: json.dumps(r, ensure_ascii=False).encode()[: len(json.dumps(r)) // 2]),
-    st.binary(max_size=40),
-    st.sampled_from([b'{"id": "\\ud800", "prompt": "a"}', b'{"prompt": "x\\udfffy"}', b'{"id": 1e400}']),
-    st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")),
-).map(lambda b: b.replace(b"\n", b" "))
 
 
 @settings(max_examples=300, deadline=None)

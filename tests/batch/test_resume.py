@@ -11,7 +11,7 @@ import pytest
 from llmgen.batch.resume import OrderedWriter, lock_output, recover
 from llmgen.errors import UsageError
 
-from batch_helpers import jsonl, prompts, run_bytes
+from tests.batch.batch_helpers import jsonl, prompts, run_bytes
 
 
 def test_a_held_output_is_refused_naming_the_holder_and_free_again_after(tmp_path: Path) -> None:

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from llmgen.batch import runner
 from llmgen.engine import Request
 
-from batch_helpers import jsonl, prompts, records, run_bytes
-from test_records import line as random_line
+from tests.batch.batch_helpers import jsonl, line as random_line, prompts, records, run_bytes
 
 
 @pytest.fixture
@@ -166,7 +165,7 @@ def test_memory_stays_flat_over_many_records(tiny_engine) -> None:
     """Only the ids are kept (for duplicates and resume): no record, plan or traceback piles up."""
     import tracemalloc
 
-    from batch_helpers import session_for
+    from tests.batch.batch_helpers import session_for
 
     def kept_bytes(n: int) -> int:
         data = jsonl(*({"id": i, "prompt": "hello " * 20, "preset": "no-such-preset"} for i in range(n)))

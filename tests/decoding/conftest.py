@@ -14,8 +14,8 @@ def smollm2(builtin_engine):
 @pytest.fixture(scope="session")
 def tiny_models():
     """The tiny random Llamas the reference fixture names, rebuilt from their config and seed."""
-    from decoding_support import reference
-    from tiny_model import build_tiny
+    from tests.decoding.decoding_support import reference
+    from tests.decoding.tiny_model import build_tiny
 
     return {name: build_tiny(spec["config"], spec["seed"]) for name, spec in reference()["tiny_models"].items()}
 

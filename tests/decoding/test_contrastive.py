@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from decoding_support import CONTRASTIVE, TINY_A, generate, new_tokens
+from tests.decoding.decoding_support import CONTRASTIVE, TINY_A, generate, new_tokens
 from transformers import GenerationConfig
 
 from llmgen.decoding import decoding_loop

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from decoding_support import DOLA, TINY_A, TINY_B, new_tokens
+from tests.decoding.decoding_support import DOLA, TINY_A, TINY_B, new_tokens
 
 from llmgen.decoding import DecodingSettingsError
 from llmgen.decoding.dola import premature_layers

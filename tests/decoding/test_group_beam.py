@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decoding_support import GROUP_BEAM, TINY_A, generate, new_tokens
+from tests.decoding.decoding_support import GROUP_BEAM, TINY_A, generate, new_tokens
 from transformers.generation.utils import GenerateBeamDecoderOnlyOutput
 
 SETTINGS = GROUP_BEAM.settings

@@ -8,7 +8,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from decoding_support import (
+from tests.decoding.decoding_support import (
     LOOPS,
     TINY_A,
     TINY_B,
@@ -21,7 +21,7 @@ from decoding_support import (
     reference_cases,
     unpadded,
 )
-from tiny_model import TINY_4BIT_CONFIG, build_tiny
+from tests.decoding.tiny_model import TINY_4BIT_CONFIG, build_tiny
 from transformers import GenerationConfig
 
 from llmgen.decoding import DecodingSettingsError, check_settings, decoding_loop
