@@ -11,7 +11,7 @@ Nothing here imports torch or transformers until a plan is made.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmgen import settings, strategies
 from llmgen.decoding import check_settings
@@ -21,7 +21,13 @@ from llmgen.strategies import Strategy
 if TYPE_CHECKING:
     from transformers import GenerationConfig
 
-    from llmgen.presets import ResolvedPreset
+
+class PresetSettings(Protocol):
+    """What a plan takes from a preset (`presets.ResolvedPreset` is one): plans sit below presets."""
+
+    name: str
+    generation: dict[str, Any]
+    assistant_model: str | None
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class Plan:
 
 
 def plan(
-    preset: ResolvedPreset,
+    preset: PresetSettings,
     *overrides: dict[str, Any],
     base: dict[str, Any] | None = None,
     seed: int | None = None,
