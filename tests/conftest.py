@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -85,3 +86,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "cli" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+
+
+def light_cli(*argvs: list[str], after: str = "") -> tuple[str, list[str]]:
+    """Run the CLI app in a fresh interpreter for each argv in turn (then the `after` code): its stdout, and
+    which of torch and transformers got imported (the start-up path must import neither)."""
+    code = (
+        "import sys\n"
+        "from llmgen.cli import app\n"
+        f"for argv in {list(argvs)!r}:\n"
+        "    try:\n"
+        "        app(argv, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"{after}\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    text, _, heavy = out.rpartition("HEAVY ")
+    return text, ast.literal_eval(heavy)

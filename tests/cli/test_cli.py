@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import light_cli
 
 QUESTION = "What is the capital of France?"
 
 
 def test_help_and_presets_list_import_neither_torch_nor_transformers() -> None:
-    code = (
-        "import sys\n"
-        "from llmgen.cli import app\n"
-        "for argv in (['--help'], ['presets', 'list']):\n"
-        "    try:\n"
-        "        app(argv, standalone_mode=False)\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
-        "print('HEAVY', heavy)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "greedy" in out and "HEAVY []" in out
+    out, heavy = light_cli(["--help"], ["presets", "list"])
+    assert "greedy" in out and heavy == []
 
 
 def test_run_streams_only_the_answer_to_stdout(cli) -> None:

@@ -6,8 +6,6 @@ import dataclasses
 import importlib.metadata
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from typer.testing import CliRunner
 
 from llmgen.cli import app
 from llmgen.options import FROM_PRESET, ModelOptions, complete_preset, complete_preset_list
+from tests.conftest import light_cli
 
 WIDE = {"COLUMNS": "250", "NO_COLOR": "1"}
 
@@ -92,19 +91,8 @@ def test_version_prints_the_package_version(cli) -> None:
 
 
 def test_version_and_completion_import_neither_torch_nor_transformers() -> None:
-    code = (
-        "import sys\n"
-        "from llmgen.cli import app\n"
-        "from llmgen.options import complete_preset\n"
-        "try:\n"
-        "    app(['--version'], standalone_mode=False)\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "complete_preset('')\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.startswith("llmgen ") and "HEAVY []" in out
+    out, heavy = light_cli(["--version"], after="from llmgen.options import complete_preset; complete_preset('')")
+    assert out.startswith("llmgen ") and heavy == []
 
 
 def test_info_takes_the_same_model_flags_as_run(cli) -> None:

@@ -7,13 +7,13 @@ every setting's value is type-checked and bounded before any model loads.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from llmgen import presets
+from tests.conftest import light_cli
 
 
 def alias_bomb() -> str:
@@ -103,14 +103,8 @@ def test_presets_list_lists_good_presets_and_marks_each_broken_one(cli) -> None:
 
 def test_presets_list_checks_values_without_importing_torch_or_transformers() -> None:
     user_preset("typed", BROKEN["typed"][0])
-    code = (
-        "import sys\n"
-        "from llmgen.cli import app\n"
-        "app(['presets', 'list'], standalone_mode=False)\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "must be an integer" in out and "HEAVY []" in out
+    out, heavy = light_cli(["presets", "list"])
+    assert "must be an integer" in out and heavy == []
 
 
 def test_presets_show_of_a_binary_file_is_exit_2_naming_it(cli) -> None:
