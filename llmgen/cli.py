@@ -29,6 +29,8 @@ from llmgen.options import (
     shared_options,
 )
 
+RAY_PANEL = "Scaling out (--engine ray)"
+
 if TYPE_CHECKING:
     from llmgen.engine import Result
     from llmgen.plans import Plan
@@ -292,12 +294,33 @@ def batch(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run: skip records already in the output.")
     ] = False,
+    engine: Annotated[
+        str, typer.Option(metavar="local|ray", help="Who runs the records: this process, or Ray workers.",
+                          rich_help_panel=RAY_PANEL)
+    ] = "local",
+    ray_address: Annotated[
+        Optional[str], typer.Option(metavar="ADDRESS", show_default="$RAY_ADDRESS, else a local Ray for the run",
+                                    help="The Ray cluster to join.", rich_help_panel=RAY_PANEL)
+    ] = None,
+    workers: Annotated[
+        Optional[int], typer.Option(metavar="N", show_default="as the cluster's resources allow",
+                                    help="Ray workers, each loading the model once.", rich_help_panel=RAY_PANEL)
+    ] = None,
+    cpus_per_worker: Annotated[
+        float, typer.Option(metavar="N", help="CPUs (and torch threads) per Ray worker.", rich_help_panel=RAY_PANEL)
+    ] = 1.0,
+    gpus_per_worker: Annotated[
+        Optional[float], typer.Option(metavar="N", show_default="1 when the cluster has GPUs",
+                                      help="GPUs per Ray worker.", rich_help_panel=RAY_PANEL)
+    ] = None,
     opts: Options = None,  # type: ignore[assignment]
 ) -> None:
     """Run every record of a JSONL file through the model, batched; results in input order."""
     from llmgen.batch import run_command
+    from llmgen.batch.cluster import cluster_options
 
-    if run_command(opts, input, output, batch_size, resume).failed:
+    cluster = cluster_options(engine, ray_address, workers, cpus_per_worker, gpus_per_worker)
+    if run_command(opts, input, output, batch_size, resume, cluster).failed:
         raise typer.Exit(3)
 
 

@@ -286,6 +286,15 @@ class Session:
         `assistant`, a draft model spec (`run --assistant`), replaces the preset's. `engine`, one already loaded
         (a library user's, or a test's), is used instead of loading the model the options name.
         """
+        defaults, preset, overrides = cls.settle(opts, default_preset, assistant)
+        engine = engine or opts.load(defaults, preset.quant)
+        system = opts.system if opts.system is not None else preset.system
+        return cls(engine, preset, overrides, system, defaults)
+
+    @staticmethod
+    def settle(opts: Options, default_preset: Callable[[config.Defaults], str], assistant: str | None = None
+               ) -> tuple[config.Defaults, ResolvedPreset, dict[str, Any]]:
+        """The defaults, the preset and the command line's settings, planned together: all that fails before a load."""
         from llmgen import plans, presets
 
         defaults = config.load_defaults()
@@ -294,10 +303,7 @@ class Session:
             preset = dataclasses.replace(preset, assistant_model=assistant)
         overrides = opts.overrides()
         plans.plan(preset, overrides, source="command line")
-
-        engine = engine or opts.load(defaults, preset.quant)
-        system = opts.system if opts.system is not None else preset.system
-        return cls(engine, preset, overrides, system, defaults)
+        return defaults, preset, overrides
 
     def plan(self, *extra: dict[str, Any], seed: int | None = None, preset: ResolvedPreset | None = None) -> Plan:
         """A validated plan for the session's preset (or another), with more settings layered on."""

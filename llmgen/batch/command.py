@@ -20,6 +20,7 @@ from llmgen.batch.runner import Summary, process
 from llmgen.errors import UsageError
 
 if TYPE_CHECKING:
+    from llmgen.batch.cluster import ClusterOptions
     from llmgen.options import Options
 
 STDIO = "-"
@@ -38,10 +39,18 @@ def parse_batch_size(value: str) -> int | None:
     return size
 
 
-def run_command(opts: Options, input: str, output: str, batch_size: str, resume: bool) -> Summary:
-    """`llmgen batch`: check the files, load the model, run every record, report. Exit code is the caller's."""
+def run_command(opts: Options, input: str, output: str, batch_size: str, resume: bool,
+                cluster: ClusterOptions | None = None) -> Summary:
+    """`llmgen batch`: check the files, load the model, run every record, report. Exit code is the caller's.
+
+    With `cluster` (`--engine ray`), Ray workers load the model and run the records instead of this process.
+    """
     from llmgen.options import Session
 
+    if cluster is not None:
+        from llmgen.batch.cluster import require_ray
+
+        require_ray()
     size = parse_batch_size(batch_size)
     source = _input_path(input)
     target = _output_path(output, source, resume)
@@ -50,7 +59,12 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
             stack.enter_context(lock_output(target, output, quiet=opts.quiet))
             _refuse_overwrite(target, output, resume)
         done = recover(target) if target is not None and resume and target.exists() else Done()
-        session = Session.open(opts, lambda d: d.preset)
+        if cluster is None:
+            session = Session.open(opts, lambda d: d.preset)
+        else:
+            from llmgen.batch.cluster import started
+
+            pool = stack.enter_context(started(opts, cluster, size))
         total = count_records(source) if source is not None else None
         start = time.perf_counter()
         stream_in = stack.enter_context(source.open("rb")) if source is not None else sys.stdin.buffer
@@ -60,7 +74,10 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
             stream_out = stack.enter_context(target.open("ab" if resume else "wb"))
         advance = stack.enter_context(_progress(total, show=console.err.is_terminal and not opts.quiet))
         try:
-            summary = process(session, opts, stream_in, stream_out, size, done, advance)
+            if cluster is None:
+                summary = process(session, opts, stream_in, stream_out, size, done, advance)
+            else:
+                summary = pool.process(stream_in, stream_out, opts.raw, done, advance)
         except KeyboardInterrupt:
             if target is not None:
                 console.note(f"interrupted; '--resume' continues {output} where it stopped")

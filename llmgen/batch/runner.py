@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from llmgen import console
@@ -37,6 +37,7 @@ class Summary:
     earlier_errors: int = 0
     tokens: int = 0
     wall_s: float = 0.0
+    workers: dict[str, int] = field(default_factory=dict)  # records each Ray worker ran (--engine ray)
 
     @property
     def failed(self) -> bool:
@@ -51,6 +52,9 @@ class Summary:
         if self.earlier_errors:
             errors += f" (+{self.earlier_errors} in the earlier output)"
         parts += [errors, f"{self.tokens} tokens", f"{rate:.1f} tokens/s", f"{self.wall_s:.1f}s"]
+        if self.workers and self.wall_s > 0:
+            each = ", ".join(f"{n / self.wall_s:.2f}" for n in self.workers.values())
+            parts.append(f"{len(self.workers)} worker{'' if len(self.workers) == 1 else 's'} ({each} records/s each)")
         return "batch: " + " · ".join(parts)
 
 
@@ -154,23 +158,12 @@ class Runner:
         self.summary = Summary()
 
     def run(self, items: Iterable[Item], done: Done) -> Summary:
-        seen: Counter[str] = Counter()
-        window: list[Item] = []
-        for item in items:
-            seen[item.key] += 1
-            if seen[item.key] <= done.ids[item.key]:
-                self.writer.skip(item.seq)
-                self.summary.skipped += 1
-                self.on_record(0)
-                continue
-            window.append(item)
-            if len(window) >= WINDOW:
-                self._window(window)
-                window = []
-        self._window(window)
+        for window in windows(items, done, self.writer, self.summary, self.on_record):
+            self.window(window)
         return self.summary
 
-    def _window(self, items: list[Item]) -> None:
+    def window(self, items: list[Item]) -> None:
+        """Generate a window (or a block of one) of records, grouped by plan, sorted by length, batched."""
         groups: dict[int, list[Job]] = {}
         for item in items:
             job = self._prepare(item)
@@ -267,6 +260,26 @@ class Runner:
             console.warning(f"line {item.line} (id {item.key}): {message}")
         self.writer.put(item.seq, {"id": item.id, "line": item.line, "error": message})
         self.on_record(0)
+
+
+def windows(items: Iterable[Item], done: Done, writer: OrderedWriter, summary: Summary,
+            on_record: Callable[[int], None]) -> Iterator[list[Item]]:
+    """The records still to run, WINDOW at a time; those an earlier run wrote are skipped (and counted) here."""
+    seen: Counter[str] = Counter()
+    window: list[Item] = []
+    for item in items:
+        seen[item.key] += 1
+        if seen[item.key] <= done.ids[item.key]:
+            writer.skip(item.seq)
+            summary.skipped += 1
+            on_record(0)
+            continue
+        window.append(item)
+        if len(window) >= WINDOW:
+            yield window
+            window = []
+    if window:
+        yield window
 
 
 def _encode(engine: Engine, request: Request) -> list[int]:
