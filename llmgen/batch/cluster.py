@@ -14,9 +14,11 @@ import importlib.util
 import json
 import logging
 import os
+import socket
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 ENGINES = ("local", "ray")
 INSTALL_HINT = "pip install 'llmgen[ray]'"
 RESTARTS = -1  # a killed worker always comes back (Ray restarts the actor); its block is retried once
+CONNECT_TIMEOUT_S = 10
 BLOCK_RETRIES = 1  # Ray's retries of a block whose worker died; then it is split, and a lone record fails
 
 Outcome = list[tuple[int, dict[str, Any], int]]  # (seq, output record, completion tokens) for each record of a block
@@ -131,17 +134,20 @@ def started(opts: Options, cluster: ClusterOptions, batch_size: int | None) -> I
     Session.settle(opts, lambda d: d.preset)  # a bad preset or flag fails before Ray starts
     address = cluster.address or os.environ.get("RAY_ADDRESS")
     own = not ray.is_initialized()
-    if own:
-        _init(ray, address, cluster)
     actors: list[Any] = []
-    try:
-        actors, infos = _start_workers(ray, opts, cluster, batch_size)
-        yield Pool(ray, actors, infos, batch_size, quiet=opts.quiet)
-    finally:
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
+    # Ray prints its own notices (a task retried, a worker died) on sys.stdout, where results may go.
+    with open(os.devnull, "w") if opts.quiet else nullcontext(sys.stderr) as notices, redirect_stdout(notices):
         if own:
-            ray.shutdown()
+            _init(ray, address, cluster)
+        try:
+            actors, infos = _start_workers(ray, opts, cluster, batch_size)
+            yield Pool(ray, actors, infos, batch_size, quiet=opts.quiet)
+        finally:
+            if own:
+                ray.shutdown()  # stops the workers with it
+            else:
+                for actor in actors:
+                    ray.kill(actor, no_restart=True)
 
 
 def _init(ray: Any, address: str | None, cluster: ClusterOptions) -> None:
@@ -152,11 +158,23 @@ def _init(ray: Any, address: str | None, cluster: ClusterOptions) -> None:
             kwargs["num_cpus"] = int(wanted + 0.999)  # the workers asked for, even on fewer cores
         ray.init(address="local", **kwargs)
         return
+    hint = "check --ray-address / RAY_ADDRESS, or leave both out to start a local Ray"
+    _reachable(address, hint)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot join the Ray cluster at {address}: {exc}",
-                         hint="check --ray-address / RAY_ADDRESS, or leave both out to start a local Ray") from None
+        raise UsageError(f"cannot join the Ray cluster at {address}: {exc}", hint=hint) from None
+
+
+def _reachable(address: str, hint: str) -> None:
+    """A HOST:PORT nobody answers on fails now: Ray itself would retry it for minutes, logging each try."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # `auto`, `ray://...`: Ray's own lookup and errors
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UsageError(f"cannot join the Ray cluster at {address}: {exc.strerror or exc}", hint=hint) from None
 
 
 def _start_workers(ray: Any, opts: Options, cluster: ClusterOptions, batch_size: int | None
@@ -219,7 +237,8 @@ class Pool:
         self.advance = advance
         self.summary = Summary(earlier_errors=done.errors, workers={f"w{i}": 0 for i in range(len(self.actors))})
         for window in windows(read(stream_in, raw=raw), done, self.writer, self.summary, advance):
-            self.queue.extend(blocks(window, self.block_size))
+            share = -(-len(window) // len(self.actors))  # a short window still keeps every worker busy
+            self.queue.extend(blocks(window, min(self.block_size, share)))
             self._dispatch()
             while len(self.queue) > len(self.actors):  # read on when the workers are nearly out of blocks
                 self._collect()

@@ -52,6 +52,7 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
 
         require_ray()
     size = parse_batch_size(batch_size)
+    stdout = sys.stdout.buffer  # taken now: a Ray run sends Ray's own notices from sys.stdout to stderr
     source = _input_path(input)
     target = _output_path(output, source, resume)
     with ExitStack() as stack:
@@ -69,7 +70,7 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
         start = time.perf_counter()
         stream_in = stack.enter_context(source.open("rb")) if source is not None else sys.stdin.buffer
         if target is None:
-            stream_out: IO[bytes] = sys.stdout.buffer
+            stream_out: IO[bytes] = stdout
         else:
             stream_out = stack.enter_context(target.open("ab" if resume else "wb"))
         advance = stack.enter_context(_progress(total, show=console.err.is_terminal and not opts.quiet))
