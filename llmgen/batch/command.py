@@ -60,12 +60,19 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
             stack.enter_context(lock_output(target, output, quiet=opts.quiet))
             _refuse_overwrite(target, output, resume)
         done = recover(target) if target is not None and resume and target.exists() else Done()
+        work: Callable[[IO[bytes], IO[bytes], Callable[[int], None]], Summary]
         if cluster is None:
             session = Session.open(opts, lambda d: d.preset)
+            label = "batch"
+            work = lambda stream_in, stream_out, advance: process(
+                session, opts, stream_in, stream_out, size, done, advance)
         else:
             from llmgen.batch.cluster import started
 
             pool = stack.enter_context(started(opts, cluster, size))
+            label = f"batch on {len(pool.actors)} Ray workers"
+            work = lambda stream_in, stream_out, advance: pool.process(
+                stream_in, stream_out, opts.raw, done, advance)
         total = count_records(source) if source is not None else None
         start = time.perf_counter()
         stream_in = stack.enter_context(source.open("rb")) if source is not None else sys.stdin.buffer
@@ -73,12 +80,9 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
             stream_out: IO[bytes] = stdout
         else:
             stream_out = stack.enter_context(target.open("ab" if resume else "wb"))
-        advance = stack.enter_context(_progress(total, show=console.err.is_terminal and not opts.quiet))
+        advance = stack.enter_context(_progress(total, show=console.err.is_terminal and not opts.quiet, label=label))
         try:
-            if cluster is None:
-                summary = process(session, opts, stream_in, stream_out, size, done, advance)
-            else:
-                summary = pool.process(stream_in, stream_out, opts.raw, done, advance)
+            summary = work(stream_in, stream_out, advance)
         except KeyboardInterrupt:
             if target is not None:
                 console.note(f"interrupted; '--resume' continues {output} where it stopped")
@@ -119,7 +123,7 @@ def _refuse_overwrite(path: Path, output: str, resume: bool) -> None:
 
 
 @contextmanager
-def _progress(total: int | None, show: bool) -> Iterator[Callable[[int], None]]:
+def _progress(total: int | None, show: bool, label: str = "batch") -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr (records, tokens/s, ETA) when it is a terminal; else a no-op."""
     if not show:
         yield lambda tokens: None
@@ -129,7 +133,7 @@ def _progress(total: int | None, show: bool) -> Iterator[Callable[[int], None]]:
     start = time.perf_counter()
     tokens = 0
     with Progress(
-        TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(), console=console.err, transient=True,
     ) as progress:
         task = progress.add_task("batch", total=total, rate="")
