@@ -11,12 +11,13 @@ caller through `on_text`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmgen import models, plans
+from llmgen import caches, models, plans
 from llmgen.config import DEFAULT_MAX_NEW_TOKENS
 from llmgen.errors import UsageError
 from llmgen.drafts import count_drafts
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from llmgen.presets import ResolvedPreset
 
 _OWN_KEYS = {"transformers_version", "_from_model_config"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ class Engine:
         self.info = loaded.info
         self._trust_remote_code = loaded.trust_remote_code
         self._assistants: dict[str, tuple[Any, Any | None]] = {}
+        self._noticed: set[str] = set()
+        self._compiled_length = 0
 
     @classmethod
     def load(cls, spec: str, **kwargs: Any) -> Engine:
@@ -173,8 +178,20 @@ class Engine:
 
     def plan(self, preset: ResolvedPreset, *overrides: dict[str, Any], seed: int | None = None) -> Plan:
         """Layer the model's defaults, the preset and overrides (lowest first) into a validated Plan (`plans.plan`)."""
+        import dataclasses
+
         base = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, **self.model_defaults()}
-        return plans.plan(preset, *overrides, base=base, seed=seed)
+        plan = plans.plan(preset, *overrides, base=base, seed=seed)
+        config, notice = caches.for_model(plan.config, self.model)
+        if notice is not None:
+            self._notice(notice)
+        return dataclasses.replace(plan, config=config) if config is not plan.config else plan
+
+    def _notice(self, message: str) -> None:
+        """A one-line notice on stderr (through llmgen's logger), once per engine."""
+        if message not in self._noticed:
+            self._noticed.add(message)
+            log.warning(message)
 
     def assistant(self, spec: str) -> tuple[Any, Any | None]:
         """The draft model for assisted decoding, loaded once on the engine's device and dtype.
@@ -246,6 +263,11 @@ class Engine:
         past, reused = None, 0
         if cache is not None and _reuses_cache(plan.row, config, self.model):
             past, reused = cache.take(self.model, prompt)
+            if past is not None and config.cache_implementation is not None:
+                config = _without_cache_choice(config)  # the prefix cache is the dynamic one, passed in
+        elif cache is not None and plan.row.reuses_cache and config.cache_implementation in caches.CACHES:
+            self._notice(f"the {config.cache_implementation} cache is not carried across turns: each reply encodes "
+                         "the whole conversation")
         extra = {"past_key_values": past} if past is not None else {}
         input_ids = torch.tensor([prompt], device=self.model.device)
         start = time.perf_counter()
@@ -336,6 +358,8 @@ class Engine:
             # generate does not hand a callable custom_generate the tokenizer stop strings need.
             config, extra["stopping_criteria"] = stop_string_criteria(config, self.tokenizer)
             extra["custom_generate"] = loop
+        if caches.compiles(config, self.model.device.type):
+            config = self._compiling(config, input_ids.shape[1])
         if plan.assistant:
             extra["assistant_model"], assistant_tokenizer = self.assistant(plan.assistant)
             if assistant_tokenizer is not None:
@@ -351,6 +375,33 @@ class Engine:
             output_logits=inspect is not None or bool(config.output_logits),
             **extra,
         )
+
+    def _compiling(self, config: GenerationConfig, prompt_tokens: int) -> GenerationConfig:
+        """The config with the decode step compiled over the static cache; says so when compiling will take a while.
+
+        transformers compiles a static cache's decode step on CUDA by itself; elsewhere only when the config's
+        `compile_config` asks for every device. Compiled code is kept under llmgen's cache dir, so a warm run (a later
+        process) loads it instead of compiling again; a longer cache than before compiles anew.
+        """
+        import copy
+        import os
+
+        from transformers import CompileConfig
+
+        from llmgen.config import cache_dir
+
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+        config = copy.deepcopy(config)
+        if config.compile_config is None:
+            config.compile_config = CompileConfig()
+        config.compile_config._compile_all_devices = True
+        length = prompt_tokens + (config.max_new_tokens or 0)
+        if length > self._compiled_length:
+            first = self._compiled_length == 0
+            self._compiled_length = length
+            log.warning("compiling the decode step (torch.compile, static cache)%s: the first token takes a while",
+                        "" if first else f" again for a longer cache ({length} tokens)")
+        return config
 
     def _results(
         self,
@@ -430,6 +481,15 @@ def _reuses_cache(row: Strategy, config: GenerationConfig, model: Any) -> bool:
         and model._supports_default_dynamic_cache()
         and not model.config.is_encoder_decoder
     )
+
+
+def _without_cache_choice(config: GenerationConfig) -> GenerationConfig:
+    """generate takes a cache object or a `cache_implementation` to make one, not both."""
+    import copy
+
+    config = copy.deepcopy(config)
+    config.cache_implementation = None
+    return config
 
 
 def _trim(ids: list[int], eos: set[int], pad: int | None) -> list[int]:

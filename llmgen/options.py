@@ -211,6 +211,18 @@ class Options(ModelOptions):
     raw: Annotated[
         bool, typer.Option("--raw", help="No chat template: plain completion of the text.", rich_help_panel=GEN_PANEL)
     ] = False
+    cache: Annotated[
+        Optional[str],
+        typer.Option(metavar="dynamic|static|quantized|offloaded", show_default=f"{FROM_PRESET}, else dynamic",
+                     help="KV cache: quantized (HQQ, needs llmgen[kv]) for long generations on little memory, "
+                     "offloaded to CPU memory (GPU only), static (for --compile).", rich_help_panel=GEN_PANEL),
+    ] = None
+    compile: Annotated[
+        Optional[bool],
+        typer.Option("--compile/--no-compile", show_default="on CUDA with the static cache, off on the CPU",
+                     help="Compile the decode step with torch.compile over the static cache (implies --cache "
+                     "static); the first call compiles.", rich_help_panel=GEN_PANEL),
+    ] = None
     stats: Annotated[
         bool,
         typer.Option("--stats", help="Tokens, time to first token and tokens/s on stderr.", rich_help_panel=OUT_PANEL),
@@ -235,6 +247,12 @@ class Options(ModelOptions):
         }
         if self.stop:
             flags["stop_strings"] = list(self.stop)
+        if self.cache is not None:
+            flags["cache_implementation"] = self.cache
+        if self.compile is not None:
+            flags["disable_compile"] = not self.compile
+            if self.compile and self.cache is None:
+                flags["cache_implementation"] = "static"
         return imply_sampling({**flags, **parse_set(self.set or [])})
 
 

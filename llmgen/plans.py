@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from llmgen import settings, strategies
+from llmgen import caches, settings, strategies
 from llmgen.decoding import check_settings
 from llmgen.errors import UsageError
 from llmgen.strategies import Strategy
@@ -82,6 +82,7 @@ def plan(
     """
     for layer in overrides:
         settings.check(layer, source or "settings")
+    caches.check_names([(f"preset {preset.name}", preset.generation), *((source or "settings", o) for o in overrides)])
     config, warnings = settings.build_config(
         base or {}, preset.generation, *overrides, source=source or "invalid generation settings"
     )
@@ -89,6 +90,7 @@ def plan(
     if row.refusal:
         raise UsageError(row.refusal)
     check_settings(row, config)
+    warnings.extend(caches.check(config, row))
     if preset.assistant_model and (config.num_beams or 1) > 1:
         raise UsageError(f"preset {preset.name}: assisted decoding works with greedy or sampling, not beams")
     return Plan(config, preset.name, row, tuple(warnings), seed, preset.assistant_model)

@@ -34,6 +34,12 @@ class Preset(BaseModel):
     quant: Quant | None = None
     system: str | None = None
     assistant_model: str | None = None
+    cache: str | None = None
+    cache_config: dict[str, Any] | None = None
+
+
+# Preset keys that are generation settings under a shorter name: `cache: quantized` is `cache_implementation`.
+GENERATION_ALIASES = {"cache": "cache_implementation", "cache_config": "cache_config"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,12 @@ def read(path: Path) -> Preset:
     Every error names the file.
     """
     preset = read_file(path, Preset, "yaml", "a mapping with a 'generation:' section")
+    for key, setting in GENERATION_ALIASES.items():
+        value = getattr(preset, key)
+        if value is not None:
+            if setting in preset.generation:
+                raise UsageError(f"{path}: '{key}' and 'generation.{setting}' both set; keep one")
+            preset.generation[setting] = value
     check_values(preset.generation, str(path))
     return preset
 
