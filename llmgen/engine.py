@@ -399,7 +399,8 @@ class Engine:
         if length > self._compiled_length:
             first = self._compiled_length == 0
             self._compiled_length = length
-            log.warning("compiling the decode step (torch.compile, static cache)%s: the first token takes a while",
+            log.warning("compiling the decode step (torch.compile, static cache)%s: generation pauses after "
+                        "the first token while it compiles",
                         "" if first else f" again for a longer cache ({length} tokens)")
         return config
 

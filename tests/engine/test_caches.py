@@ -170,18 +170,20 @@ def test_chat_reuses_the_cache_across_turns_or_says_it_does_not(tiny_engine, cap
 
 
 def test_compile_asks_transformers_to_compile_on_every_device_and_says_so_first(tiny_engine, caplog) -> None:
+    from transformers import GenerationConfig
+
     plan = tiny_engine.plan(presets.resolve("greedy"), {"cache_implementation": "static", "disable_compile": False})
-    assert caches.compiles(plan.config, "cpu") and caches.compiles(plan.config.__class__(
-        cache_implementation="static"), "cuda")
-    assert not caches.compiles(plan.config.__class__(cache_implementation="static"), "cpu")  # the CPU default: off
+    assert caches.compiles(plan.config, "cpu")
+    static = GenerationConfig(cache_implementation="static")
+    assert caches.compiles(static, "cuda") and not caches.compiles(static, "cpu")  # the defaults
+    assert not caches.compiles(GenerationConfig(cache_implementation="static", disable_compile=True), "cuda")
     tiny_engine._compiled_length = 0
     with caplog.at_level(logging.WARNING, logger="llmgen"):
         config = tiny_engine._compiling(plan.config, 10)
         tiny_engine._compiling(plan.config, 10)
     assert config.compile_config._compile_all_devices and plan.config.compile_config is None
-    assert [r.getMessage() for r in caplog.records] == [
-        "compiling the decode step (torch.compile, static cache): the first token takes a while"
-    ]
+    status = "compiling the decode step (torch.compile, static cache): generation pauses after the first token"
+    assert [r.getMessage() for r in caplog.records] == [f"{status} while it compiles"]
 
 
 @pytest.fixture(scope="module")
