@@ -11,7 +11,7 @@ Compile: greedy decoding of --new tokens with the default (dynamic) cache, again
 torch.compile (`--compile`): time to first token and decode tokens/s, in a first process (inductor cache empty:
 compiling included), a warm process (inductor cache kept, as llmgen keeps it under its cache dir) and a second call
 in the same process.
-Run: `.venv/bin/python bench/bench_cache.py [--totals 2048,8192,16384] [--new 64]`.
+Run: `.venv/bin/python bench/bench_cache.py [--totals 2048,8192,16384] [--new 64]` (`--totals ""`: compile only).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main() -> None:
     print(f"{'tokens':>6} | {'KV MiB dyn':>10} {'quant':>8} {'ratio':>6} | {'RSS MiB dyn':>11} {'quant':>8} "
           f"{'ratio':>6} | {'decode tok/s dyn':>16} {'quant':>6} {'ratio':>6} | {'prefill ratio':>13}")
     mib = 1 << 20
-    for total in map(int, args.totals.split(",")):
+    for total in [int(t) for t in args.totals.split(",") if t]:  # --totals "": the compile part alone
         dyn, quant = child(["memory", str(total), "dynamic"]), child(["memory", str(total), "quantized"])
         print(f"{total:>6} | {dyn['kv_bytes'] / mib:>10.1f} {quant['kv_bytes'] / mib:>8.1f} "
               f"{quant['kv_bytes'] / dyn['kv_bytes']:>5.2f}x | {dyn['rss_bytes'] / mib:>11.0f} "

@@ -390,7 +390,11 @@ class Engine:
 
         from llmgen.config import cache_dir
 
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # torch sets its default there once it has looked
+        if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor")
         config = copy.deepcopy(config)
         if config.compile_config is None:
             config.compile_config = CompileConfig()

@@ -212,3 +212,28 @@ def test_the_long_preset_runs_from_the_command_line(cli) -> None:
     assert obj["preset"] == "long" and obj["usage"]["completion_tokens"] == 4
     assert obj["generation"]["cache_implementation"] == "quantized"
     assert obj["generation"]["cache_config"] == caches.QUANTIZED_DEFAULTS
+
+
+def test_compile_runs_the_static_cache_compiled_and_keeps_inductor_s_cache_under_llmgen_s(
+    tiny_engine, tmp_path, monkeypatch, caplog
+) -> None:
+    """A real compile on a fresh tiny model (its own, so the shared one stays uncompiled): same tokens, status first."""
+    from llmgen.engine import Engine
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # restored afterwards: the compile sets it
+    model = type(tiny_engine.model)(tiny_engine.model.config).eval()
+    model.load_state_dict(tiny_engine.model.state_dict())
+    engine = Engine.from_model(model, tiny_engine.tokenizer, name="tiny-compiled")
+    settings = {"max_new_tokens": 5, "min_new_tokens": 5, "cache_implementation": "static"}
+    plain = engine.plan(presets.resolve("greedy"), settings)
+    compiled = engine.plan(presets.resolve("greedy"), {**settings, "disable_compile": False})
+    request = Request(prompt="Once upon a time")
+    with caplog.at_level(logging.WARNING, logger="llmgen"):
+        expected = engine.generate(request, plain).token_ids
+        assert not caplog.records  # no compile on the CPU unless asked
+        assert engine.generate(request, compiled).token_ids == expected
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "compiling the decode step (torch.compile, static cache)"
+    ]
+    assert any((tmp_path / "cache" / "llmgen" / "inductor").iterdir())
