@@ -380,17 +380,16 @@ class Engine:
         """The config with the decode step compiled over the static cache; says so when compiling will take a while.
 
         transformers compiles a static cache's decode step on CUDA by itself; elsewhere only when the config's
-        `compile_config` asks for every device. Compiled code is kept under llmgen's cache dir, so a warm run (a later
-        process) loads it instead of compiling again; a longer cache than before compiles anew.
+        `compile_config` asks for every device. Compiled code is kept under llmgen's cache dir, where a later process
+        finds it (its compile took half the time in bench/bench_cache.py); a longer cache than before compiles anew.
         """
         import copy
         import os
 
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
         from transformers import CompileConfig
 
         from llmgen.config import cache_dir
-
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
         chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # torch sets its default there once it has looked
         if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):

@@ -214,7 +214,7 @@ class Options(ModelOptions):
     cache: Annotated[
         Optional[str],
         typer.Option(metavar="dynamic|static|quantized|offloaded", show_default=f"{FROM_PRESET}, else dynamic",
-                     help="KV cache: quantized (HQQ, needs llmgen[kv]) for long generations on little memory, "
+                     help="KV cache: quantized (HQQ, needs llmgen\\[kv]) for long generations on little memory, "
                      "offloaded to CPU memory (GPU only), static (for --compile).", rich_help_panel=GEN_PANEL),
     ] = None
     compile: Annotated[
