@@ -144,7 +144,8 @@ class Options(ModelOptions):
         typer.Option("--preset", "-p", metavar="NAME|FILE", autocompletion=complete_preset,
                      show_default=f"{_default('preset')}, chat: {_default('chat_preset')}; or config.yaml / "
                      "$LLMGEN_PRESET, $LLMGEN_CHAT_PRESET",
-                     help="A preset name or a path to a preset YAML file.", rich_help_panel=GEN_PANEL),
+                     help="A preset name, a preset YAML file, a generation-config .json file, or 'model' (the model's own "
+                     "generation_config alone).", rich_help_panel=GEN_PANEL),
     ] = None
     max_new_tokens: Annotated[
         Optional[int],
