@@ -227,7 +227,7 @@ def presets_show(
                      "transformers builds, in order, and the settings this strategy ignores."),
     ] = False,
     model: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--model", "-m", metavar="SPEC",
                      help="Also show what this model's own generation_config sets (loads it; 'model' always does)."),
     ] = None,
@@ -257,9 +257,9 @@ def presets_export(
     ] = FILE_NAME,
 ) -> None:
     """Write a preset's effective settings as a transformers generation-config file; prints its path."""
-    from llmgen import genconfig, presets
+    from llmgen import preset_files, presets
 
-    target, left_out = genconfig.export(presets.load(name), output_dir, file_name)
+    target, left_out = preset_files.export(presets.load(name), output_dir, file_name)
     if left_out:
         console.warning(f"not in {target.name}: {', '.join(left_out)} (preset keys a generation config cannot hold)")
     console.out(f"{target}\n")
@@ -270,14 +270,14 @@ def presets_import(
     file: Annotated[Path, typer.Argument(metavar="FILE.json", help="A transformers generation-config file.")],
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="The new preset's name.")],
     description: Annotated[
-        Optional[str], typer.Option("--description", metavar="TEXT", help="The new preset's description.")
+        str | None, typer.Option("--description", metavar="TEXT", help="The new preset's description.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a preset of that name.")] = False,
 ) -> None:
     """Make a generation-config file a user preset (YAML in ~/.config/llmgen/presets); prints its path."""
-    from llmgen import genconfig
+    from llmgen import preset_files
 
-    console.out(f"{genconfig.import_file(file, name, description, force)}\n")
+    console.out(f"{preset_files.import_file(file, name, description, force)}\n")
 
 
 @app.command(cls=Command)
