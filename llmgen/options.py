@@ -44,14 +44,12 @@ def configured(key: str) -> str:
 
 
 def complete_preset(incomplete: str) -> list[tuple[str, str]]:
-    """Shell completion: preset names (built-in and the user's) that start with what is typed."""
-    from llmgen import presets
+    """Shell completion: preset names (built-in and the user's, and `model`) that start with what is typed."""
+    from llmgen import genconfig, presets
 
-    return [
-        (name, "built-in" if found.builtin else "user")
-        for name, found in sorted(presets.discover().items())
-        if name.startswith(incomplete)
-    ]
+    found = [(name, "built-in" if found.builtin else "user") for name, found in sorted(presets.discover().items())]
+    own = [(genconfig.MODEL, "the model's own generation_config")]
+    return [(name, kind) for name, kind in found + own if name.startswith(incomplete)]
 
 
 def complete_preset_list(incomplete: str) -> list[str]:

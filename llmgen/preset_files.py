@@ -24,6 +24,9 @@ def export(preset: ResolvedPreset, directory: Path, file_name: str = FILE_NAME) 
     """
     if "/" in file_name or "\\" in file_name or not file_name.endswith(".json") or file_name.startswith("."):
         raise UsageError(f"--file-name: expected a file name ending in .json, got '{file_name}'")
+    if preset.chain[0].model_own:
+        raise UsageError(f"'{MODEL}' has no settings of its own to export: it is the model's {FILE_NAME}",
+                         hint="copy that file, or export a preset")
     text = genconfig.export_text(preset.generation)
     left_out = [key for key in genconfig.PRESET_ONLY_KEYS if getattr(preset, key)]
     target = directory / file_name

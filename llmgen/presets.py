@@ -90,7 +90,7 @@ def read(path: Path) -> Preset:
     """
     if genconfig.is_file_spec(path.name):
         description = f"The generation config {path}."
-        preset = Preset(name=path.stem, description=description, generation=genconfig.read_settings(path))
+        preset = Preset(name=path.name, description=description, generation=genconfig.read_settings(path))
     else:
         preset = read_file(path, Preset, "yaml", "a mapping with a 'generation:' section")
     check_values(preset.generation, str(path))

@@ -12,6 +12,7 @@ import pytest
 from llmgen import genconfig, plans, preset_files, presets, strategies
 from llmgen.engine import Request
 from llmgen.errors import UsageError
+from llmgen.options import complete_preset
 
 BUILTIN = sorted(path.stem for path in presets.builtin_dir().glob("*.yaml"))
 
@@ -85,6 +86,19 @@ def test_model_preset_is_the_models_own_generation_config_alone(tiny_engine, mon
         "sampling", 0.5, 7, 9)
     assert tiny_engine.plan(presets.load("greedy")).strategy == "greedy"  # a preset's explicit do_sample wins
     assert presets.load(genconfig.MODEL).generation == {}
+
+    from rich.console import Console
+
+    from llmgen import preset_views
+
+    shown = Console(record=True, width=200)
+    preset_views.show(presets.load(genconfig.MODEL), shown, engine=tiny_engine)
+    text = shown.export_text()
+    assert "the model's own generation_config (tiny-llama):\n" in text and "  temperature: 0.5\n" in text
+    assert "strategy: sampling" in text and "  top_k: 7\n" in text.split("effective generation settings")[1]
+    assert ("model", "the model's own generation_config") in complete_preset("mo")
+    with pytest.raises(UsageError, match="'model' has no settings of its own to export"):
+        preset_files.export(presets.load(genconfig.MODEL), Path("unused"))
 
 
 def test_export_names_what_a_generation_config_cannot_hold(user_dirs: Path, tmp_path: Path) -> None:
@@ -178,7 +192,8 @@ def test_cli_round_trip_export_run_import(cli, builtin_engine, user_dirs: Path, 
     expected = builtin_engine.generate(Request(prompt="Name a colour."),
                                        builtin_engine.plan(presets.load("greedy"), {"max_new_tokens": 5}))
     result = json.loads(ran.stdout)
-    assert (result["token_ids"], result["strategy"]) == (expected.token_ids, "greedy")
+    assert (result["token_ids"], result["strategy"], result["preset"]) == (
+        expected.token_ids, "greedy", genconfig.FILE_NAME)
 
     imported = cli("presets", "import", str(out / genconfig.FILE_NAME), "--name", "brief")
     assert (imported.returncode, imported.stdout) == (2, "")
