@@ -311,4 +311,6 @@ def _preset_ref(preset: ResolvedPreset) -> str:
     """The preset's name when that name finds it again, else its file's path."""
     found = presets.discover().get(preset.name)
     source = preset.chain[0].path
+    if preset.chain[0].model_own:
+        return preset.name
     return preset.name if found is not None and found.path == source else str(source.resolve())

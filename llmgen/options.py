@@ -44,14 +44,12 @@ def configured(key: str) -> str:
 
 
 def complete_preset(incomplete: str) -> list[tuple[str, str]]:
-    """Shell completion: preset names (built-in and the user's) that start with what is typed."""
-    from llmgen import presets
+    """Shell completion: preset names (built-in and the user's, and `model`) that start with what is typed."""
+    from llmgen import genconfig, presets
 
-    return [
-        (name, "built-in" if found.builtin else "user")
-        for name, found in sorted(presets.discover().items())
-        if name.startswith(incomplete)
-    ]
+    found = [(name, "built-in" if found.builtin else "user") for name, found in sorted(presets.discover().items())]
+    own = [(genconfig.MODEL, "the model's own generation_config")]
+    return [(name, kind) for name, kind in found + own if name.startswith(incomplete)]
 
 
 def complete_preset_list(incomplete: str) -> list[str]:
@@ -144,7 +142,8 @@ class Options(ModelOptions):
         typer.Option("--preset", "-p", metavar="NAME|FILE", autocompletion=complete_preset,
                      show_default=f"{_default('preset')}, chat: {_default('chat_preset')}; or config.yaml / "
                      "$LLMGEN_PRESET, $LLMGEN_CHAT_PRESET",
-                     help="A preset name or a path to a preset YAML file.", rich_help_panel=GEN_PANEL),
+                     help="A preset name, a preset YAML file, a generation-config .json file, or 'model' (the model's own "
+                     "generation_config alone).", rich_help_panel=GEN_PANEL),
     ] = None
     max_new_tokens: Annotated[
         Optional[int],

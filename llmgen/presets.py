@@ -1,5 +1,8 @@
 """Preset files: where they live, their schema, and `extends` chains.
 
+A preset is a YAML file, or a generation-config JSON file (`llmgen.genconfig`), read into the same `Preset`;
+the name `model` is the empty preset, which leaves the model's own generation_config alone.
+
 `load` is how a command that generates takes a preset: resolved, and checked as a whole before any
 model loads. `resolve` alone needs only PyYAML and pydantic, so `llmgen presets list` starts fast:
 reading checks the generation values' types and ranges; `load` also checks each file's keys against
@@ -15,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmgen import plans
+from llmgen import genconfig, plans
 from llmgen.config import Quant, config_dir, read_file
 from llmgen.errors import UsageError
 from llmgen.settings import check_keys, check_values
@@ -42,6 +45,8 @@ class PresetFile:
     path: Path
     builtin: bool
     shadows_builtin: bool = False
+    model_own: bool = False
+    """The `model` preset: no file of its own; `path` names the model's file it leaves alone."""
 
 
 @dataclass(frozen=True)
@@ -81,18 +86,22 @@ def discover() -> dict[str, PresetFile]:
 def read(path: Path) -> Preset:
     """Parse and schema-check one preset file, generation values' types and ranges included.
 
-    Every error names the file.
+    Every error names the file. A `.json` file is a generation config: its settings are the preset's `generation`.
     """
-    preset = read_file(path, Preset, "yaml", "a mapping with a 'generation:' section")
+    if genconfig.is_file_spec(path.name):
+        description = f"The generation config {path}."
+        preset = Preset(name=path.name, description=description, generation=genconfig.read_settings(path))
+    else:
+        preset = read_file(path, Preset, "yaml", "a mapping with a 'generation:' section")
     check_values(preset.generation, str(path))
     return preset
 
 
 def find(name_or_path: str) -> PresetFile:
-    """A preset by name, or a path to a YAML file."""
-    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
+    """A preset by name, or a path to a YAML or generation-config (JSON) file."""
+    if name_or_path.endswith((".yaml", ".yml")) or genconfig.is_file_spec(name_or_path) or "/" in name_or_path:
         path = Path(name_or_path).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise UsageError(f"preset file not found: {name_or_path}")
         return PresetFile(path.stem, path, builtin=False)
     presets = discover()
@@ -123,6 +132,9 @@ def load(name_or_path: str) -> ResolvedPreset:
 
 def _chain(name_or_path: str) -> list[tuple[PresetFile, Preset]]:
     """The preset and the ones it extends, each read, child first; a cycle is refused."""
+    if name_or_path == genconfig.MODEL:
+        own = "The model's own generation_config.json alone, with no preset over it."
+        return [(PresetFile(genconfig.MODEL, Path(genconfig.FILE_NAME), builtin=True, model_own=True), Preset(description=own))]
     chain: list[tuple[PresetFile, Preset]] = []
     current: PresetFile | None = find(name_or_path)
     while current is not None:
