@@ -47,6 +47,15 @@ class Constraint:
         return {"kind": self.kind}
 
     @property
+    def written(self) -> dict[str, Any]:
+        """The constraint as a settings layer, a preset or a batch record writes it (JSON-serialisable)."""
+        if self.kind == "json_object":
+            return {"json_object": True}
+        if self.kind in ("json_schema", "choice"):
+            return {self.kind: json.loads(self.source)}
+        return {self.kind: self.source}
+
+    @property
     def grammar(self) -> str:
         """The llguidance grammar this constraint compiles to."""
         from llguidance import LLMatcher
@@ -101,7 +110,7 @@ def from_mapping(data: dict[str, Any], where: str) -> Constraint | None:
     if not named:
         return None
     value = data[named[0]]
-    if named[0] == "json_object" and value is not True:
+    if named[0] == "json_object" and value not in (True, "true"):
         raise UsageError(f"{where}: json_object takes true")
     return parse(named[0], value, where=f"{where} {named[0]}")
 

@@ -21,7 +21,6 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from llmgen import config
-from llmgen.constraints import KEY
 
 if TYPE_CHECKING:
     from llmgen.constraints import Constraint
@@ -265,7 +264,7 @@ class Options(ModelOptions):
             flags["stop_strings"] = list(self.stop)
         settings = imply_sampling({**flags, **parse_set(self.set or [])})
         constraint = self.constraint()
-        return {**settings, KEY: constraint} if constraint else settings
+        return {**settings, **constraint.written} if constraint else settings
 
     def constraint(self) -> Constraint | None:
         """The structured-output constraint the flags ask for (checked: bad input fails here, before any load)."""

@@ -104,12 +104,19 @@ def plan(
 def _take_constraint(
     constraint: Constraint | None, overrides: tuple[dict[str, Any], ...]
 ) -> tuple[Constraint | None, tuple[dict[str, Any], ...]]:
-    """The constraint of the highest layer that sets one (the preset's, then each override's `constraint` key, a
-    `Constraint` or None for none), and the override layers without that key."""
+    """The constraint of the highest layer that sets one, and the layers without it.
+
+    A layer sets one as a checked `Constraint` under `constraint` (None for none), or as the user wrote it under
+    one of the kinds' own keys (`json_schema`, `regex`, ... as chat's `/set` and transcripts keep it).
+    """
     layers = []
     for layer in overrides:
-        if constraints.KEY in layer:
+        kinds = [k for k in constraints.KINDS if k in layer]
+        if constraints.KEY in layer or kinds:
             layer = dict(layer)
-            constraint = layer.pop(constraints.KEY)
+            constraint = layer.pop(constraints.KEY, constraint)
+            written = {k: layer.pop(k) for k in kinds}
+            if kinds:
+                constraint = constraints.from_mapping(written, "settings")
         layers.append(layer)
     return constraint, tuple(layers)
