@@ -177,7 +177,7 @@ def test_bad_constraints_are_one_line_exit_2_before_loading(monkeypatch, capsys,
 
 def test_preset_constraint(tmp_path):
     path = tmp_path / "yesno.yaml"
-    path.write_text("generation:\n  max_new_tokens: 4\nconstraint:\n  choice: ["yes", "no"]\n")
+    path.write_text("generation:\n  max_new_tokens: 4\nconstraint:\n  choice: ['yes', 'no']\n")
     assert presets.load(str(path)).constraint == constraints.parse("choice", ["yes", "no"])
     path.write_text("constraint:\n  regex: 'a('\n")
     with pytest.raises(UsageError, match="yesno.yaml: constraint regex"):
