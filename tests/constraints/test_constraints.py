@@ -185,3 +185,31 @@ def test_preset_constraint(tmp_path):
     path.write_text("constraint:\n  schema: {}\n")
     with pytest.raises(UsageError, match="unknown key 'schema'"):
         presets.load(str(path))
+
+
+def test_builtin_model_extracts_the_person(builtin_engine):
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "born": {"type": "integer"}},
+              "required": ["name", "born"], "additionalProperties": False}
+    constraint = constraints.parse("json_schema", schema)
+    for preset in ("greedy", "beam"):
+        result = generate(builtin_engine, constraint, preset)
+        for text in outputs(result):
+            person = json.loads(text)
+            jsonschema.validate(person, schema)
+            assert "Ada" in person["name"]
+
+
+def test_cli_run_json_schema_end_to_end(cli, tmp_path):
+    schema = tmp_path / "person.json"
+    schema.write_text(json.dumps(PERSON | {"properties": {"name": {"type": "string"}, "born": {"type": "integer"}},
+                                           "required": ["name", "born"]}))
+    proc = cli("run", "Extract the person: Ada Lovelace, born 1815", "--json-schema", str(schema), "--json",
+               "--stats", "-n", "40")
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    assert obj["constraint"] == {"kind": "json_schema", "satisfied": True}
+    assert json.loads(obj["text"])["born"] == 1815
+    assert "json_schema satisfied" in proc.stderr and "ms/token" in proc.stderr
+    cut = cli("run", "Extract the person: Ada Lovelace, born 1815", "--json-schema", str(schema), "-n", "3")
+    assert cut.returncode == 0 and cut.stdout.startswith("{")
+    assert "does not complete the json_schema constraint (finish: length)" in cut.stderr
