@@ -291,7 +291,7 @@ class ConstraintProcessor:
         allowed = _unpack(bitmask, scores.shape[-1]).to(scores.device)
         if free:
             allowed[free] = True
-        masked = scores.masked_fill(~allowed, float("-inf"))
+        masked = torch.where(allowed, scores, torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device))
         # A row whose allowed tokens were all filtered out before (top-k, DoLa's relative top): keep them, evenly.
         dead = torch.isinf(masked).all(dim=-1) & allowed.any(dim=-1)
         if dead.any():
@@ -327,9 +327,9 @@ def _bit(position: int) -> int:
 
 
 def _unpack(bitmask: torch.Tensor, width: int) -> torch.Tensor:
-    """Per row, a bool per token from the packed int32 words llguidance fills."""
+    """Per row, a bool per token from the packed little-endian int32 words llguidance fills."""
+    import numpy as np
     import torch
 
-    shifts = torch.arange(32, dtype=torch.int32)
-    bits = (bitmask.unsqueeze(-1) >> shifts) & 1
-    return bits.view(bitmask.shape[0], -1)[:, :width].bool()
+    bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=-1, bitorder="little")[:, :width]
+    return torch.from_numpy(bits.view(np.bool_))
