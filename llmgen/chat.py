@@ -298,7 +298,9 @@ def read_transcript(path: Path) -> Transcript:
     for where, text in texts.items():
         if text is not None and not _is_unicode(text):
             raise UsageError(f"{path}: {where}: not valid Unicode text (a lone surrogate escape)")
-    settings.check(saved.settings, f"{path}: settings")
+    generation = {k: v for k, v in saved.settings.items() if k not in constraints.KINDS}
+    settings.check(generation, f"{path}: settings")
+    constraints.from_mapping(saved.settings, f"{path}: settings")
     return saved
 
 

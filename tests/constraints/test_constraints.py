@@ -213,3 +213,24 @@ def test_cli_run_json_schema_end_to_end(cli, tmp_path):
     cut = cli("run", "Extract the person: Ada Lovelace, born 1815", "--json-schema", str(schema), "-n", "3")
     assert cut.returncode == 0 and cut.stdout.startswith("{")
     assert "does not complete the json_schema constraint (finish: length)" in cut.stderr
+
+
+def test_chat_schema_regex_and_transcript(tiny_engine, tmp_path):
+    from llmgen.chat import Conversation, read_transcript
+
+    conv = Conversation(tiny_engine, presets.resolve("greedy"), overrides={"max_new_tokens": 48})
+    conv.update_settings([f"json_schema={json.dumps(PERSON)}"])
+    jsonschema.validate(json.loads(conv.reply("Who?").result.text), PERSON)
+    conv.update_settings(["regex=[0-9]{2}", "max_new_tokens=8"])  # replaces the schema: one constraint at a time
+    assert conv.plan().constraint.kind == "regex"
+    assert re.fullmatch("[0-9]{2}", conv.reply("Age?").result.text)
+    with pytest.raises(UsageError, match="--regex|regex"):
+        conv.update_settings(["regex=a("])
+    assert conv.plan().constraint.kind == "regex"  # a bad one changes nothing
+    path = tmp_path / "chat.json"
+    conv.save(path)
+    other = Conversation(tiny_engine, presets.resolve("greedy"))
+    other.restore(read_transcript(path))
+    assert other.plan().constraint == conv.plan().constraint
+    conv.update_settings(["regex="])
+    assert conv.plan().constraint is None
