@@ -54,8 +54,10 @@ def test_every_strategy_writes_valid_json(tiny_engine, preset):
     constraint = constraints.parse("json_schema", json.dumps(PERSON))
     result = generate(tiny_engine, constraint, preset, **STRATEGIES[preset])
     texts = outputs(result)
-    assert len(texts) == (1 if preset in ("greedy", "sampling", "contrastive", "dola", "prompt-lookup") else
-                          len(texts))
+    if preset == "beam":
+        assert len(texts) == 2  # every returned beam is checked
+    elif preset == "diverse-beam":
+        assert len(texts) > 1
     for text in texts:
         jsonschema.validate(json.loads(text), PERSON)
     assert result.finish_reason == "eos"
@@ -234,3 +236,17 @@ def test_chat_schema_regex_and_transcript(tiny_engine, tmp_path):
     assert other.plan().constraint == conv.plan().constraint
     conv.update_settings(["regex="])
     assert conv.plan().constraint is None
+
+
+def test_assisted_decoding_is_constrained(tiny_engine, tmp_path):
+    import dataclasses
+
+    tiny_engine.model.save_pretrained(tmp_path / "draft")
+    tiny_engine.tokenizer.save_pretrained(tmp_path / "draft")
+    preset = dataclasses.replace(presets.load("greedy"), assistant_model=str(tmp_path / "draft"))
+    constraint = constraints.parse("json_schema", PERSON)
+    plan = tiny_engine.plan(preset, {"max_new_tokens": 48, **constraint.written})
+    assert plan.strategy == "assisted"
+    result = tiny_engine.generate(Request(prompt="person"), plan)
+    jsonschema.validate(json.loads(result.text), PERSON)
+    assert result.extra["constraint"]["satisfied"] is True
