@@ -14,7 +14,9 @@ transformers or llguidance until a constraint is used.
 from __future__ import annotations
 
 import json
+import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -134,6 +136,8 @@ def _schema_source(value: Any, label: str) -> str:
     else:
         text = str(value)
         if not text.lstrip().startswith(("{", "[")):
+            if not Path(text).expanduser().is_file():
+                raise UsageError(f"{label}: no such file: {text} (or give the schema inline, as JSON)")
             text = _read_if_file(text, label)
         try:
             schema = json.loads(text)
@@ -188,9 +192,11 @@ def _validate(constraint: Constraint, label: str) -> None:
         grammar = constraint.grammar
     except ValueError as exc:
         raise UsageError(f"{label}: {_one_line(exc)}") from None
-    error = LLMatcher.validate_grammar(grammar)
+    error = _one_line(LLMatcher.validate_grammar(grammar))
     if error:
-        raise UsageError(f"{label}: {_one_line(error)}")
+        # A regex is compiled inside a one-rule grammar: report the regex parser's own words, caret included.
+        inner = re.search(r"regex parse error: (.*?)(?: \d+ \| start:.*)?$", error)
+        raise UsageError(f"{label}: {'invalid regex: ' + inner.group(1) if inner else error}")
 
 
 def _one_line(error: Any) -> str:
@@ -222,7 +228,8 @@ class _Compiled:
 
 _lock = threading.Lock()
 _tokenizers: dict[int, tuple[Any, Any]] = {}
-_compiled: dict[tuple[int, Constraint, tuple[int, ...], int], _Compiled] = {}
+_compiled: OrderedDict[tuple[int, Constraint, tuple[int, ...], int], _Compiled] = OrderedDict()
+_COMPILED_KEPT = 64  # a batch of many distinct schemas keeps the latest ones compiled
 
 
 def compile_for(constraint: Constraint, tokenizer: Any, vocab: int, eos: list[int]) -> _Compiled:
@@ -231,6 +238,9 @@ def compile_for(constraint: Constraint, tokenizer: Any, vocab: int, eos: list[in
     with _lock:
         if key not in _compiled:
             _compiled[key] = _Compiled(constraint, _lltokenizer(tokenizer, vocab, eos), vocab, set(eos))
+            while len(_compiled) > _COMPILED_KEPT:
+                _compiled.popitem(last=False)
+        _compiled.move_to_end(key)
         return _compiled[key]
 
 
