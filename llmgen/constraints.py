@@ -264,7 +264,8 @@ class ConstraintProcessor:
     """A transformers logits processor: tokens the constraint does not allow next get -inf.
 
     State per row is found by the row's generated tokens (those after the prompt width of the first call), so it
-    follows beams however they are reordered. `mask_s` and `calls` count what the masks cost (`--stats`).
+    follows beams however they are reordered. `mask_s` over `rows` (tokens masked, one per row per call) is what the
+masks cost per token (`--stats`).
     """
 
     def __init__(self, compiled: _Compiled) -> None:
@@ -272,7 +273,7 @@ class ConstraintProcessor:
         self.width: int | None = None
         self.states: dict[tuple[int, ...], Any] = {}
         self.mask_s = 0.0
-        self.calls = 0
+        self.rows = 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         import time
@@ -307,7 +308,7 @@ class ConstraintProcessor:
         if dead.any():
             masked[dead] = torch.where(allowed[dead], 0.0, float("-inf")).to(masked.dtype)
         self.mask_s += time.perf_counter() - start
-        self.calls += 1
+        self.rows += len(rows)
         return masked
 
     def _state(self, prefix: tuple[int, ...]) -> Any:

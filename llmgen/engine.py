@@ -443,11 +443,10 @@ def _check_constraint(result: Result, processor: Any, ids: list[list[int]]) -> N
     masks cost per generated token."""
     compiled = processor.compiled
     satisfied = [compiled.satisfied(row) for row in ids]
-    tokens = max(1, sum(map(len, ids)))
     result.extra["constraint"] = {
         **compiled.constraint.describe(),
         "satisfied": all(satisfied),
-        "mask_ms_per_token": round(1000 * processor.mask_s / tokens, 3),
+        "mask_ms_per_token": round(1000 * processor.mask_s / max(1, processor.rows), 3),
     }
     if len(ids) > 1:
         result.extra["constraint"]["satisfied_each"] = satisfied
