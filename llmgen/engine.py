@@ -84,7 +84,15 @@ class Result:
         if self.scores:
             obj["scores"] = self.scores
         obj.update(finish_reason=self.finish_reason, usage=self.usage)
+        if self.constraint is not None:
+            obj["constraint"] = self.constraint
         return obj
+
+    @property
+    def constraint(self) -> dict[str, Any] | None:
+        """Under a constraint, its kind and whether every returned sequence completes it, as JSON outputs say."""
+        held = self.extra.get("constraint")
+        return {"kind": held["kind"], "satisfied": held["satisfied"]} if held else None
 
 
 class PrefixCache:

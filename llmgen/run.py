@@ -93,8 +93,8 @@ def as_json(session: Session, plan: Plan, answer: Answer) -> dict[str, Any]:
             "tokens_per_s": round(result.tokens_per_s, 2),
         },
     )
-    if "constraint" in result.extra:
-        obj["constraint"] = {k: result.extra["constraint"][k] for k in ("kind", "satisfied")}
+    if result.constraint is not None:
+        obj["constraint"] = obj.pop("constraint")  # last, after the plan's fields and timings
     if result.tokens is not None:
         obj["tokens"] = [t.as_dict() for t in result.tokens]
     if answer.drafting is not None:

@@ -258,8 +258,8 @@ class Runner:
         else:
             record.update(text=result.text, finish_reason=result.finish_reason)
         record.update(usage=result.usage, preset=job.plan.preset)
-        if "constraint" in result.extra:
-            record["constraint"] = {k: result.extra["constraint"][k] for k in ("kind", "satisfied")}
+        if result.constraint is not None:
+            record["constraint"] = result.constraint
         self.summary.records += 1
         self.summary.tokens += result.completion_tokens
         self.writer.put(job.item.seq, record)

@@ -252,3 +252,15 @@ def test_assisted_decoding_is_constrained(tiny_engine, tmp_path):
     result = tiny_engine.generate(Request(prompt="person"), plan)
     jsonschema.validate(json.loads(result.text), PERSON)
     assert result.extra["constraint"]["satisfied"] is True
+
+
+def test_compare_applies_the_constraint_to_every_preset(tiny_engine):
+    from llmgen import compare
+    from tests.batch.batch_helpers import session_for
+
+    session, _ = session_for(tiny_engine, choice="on,off", max_new_tokens=6)
+    comparison = compare.run(session, Request(prompt="switch?"), compare.choose("greedy,contrastive,beam", None), 0)
+    results = compare.as_json("switch?", "tiny", comparison)["results"]
+    assert len(results) == 3
+    for r in results:
+        assert r["text"] in ("on", "off") and r["constraint"] == {"kind": "choice", "satisfied": True}
