@@ -32,6 +32,7 @@ STRATEGIES = {
     "greedy": {},
     "sampling": {},
     "beam": {"num_return_sequences": 2},
+    "beam-sampling": {},
     "contrastive": {},
     "dola": {},
     "diverse-beam": {},
