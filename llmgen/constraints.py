@@ -73,7 +73,7 @@ class Constraint:
         try:
             return LLMatcher.grammar_from_lark(any_to_lark(self.source))
         except Exception as exc:  # noqa: BLE001 - the converter raises plain Exceptions for GBNF syntax errors
-            raise UsageError(f"--grammar: {_one_line(exc)}") from None
+            raise ValueError(_one_line(exc)) from None
 
 
 def parse(kind: str, value: Any, *, where: str | None = None) -> Constraint:
@@ -227,7 +227,7 @@ class _Compiled:
 
 
 _lock = threading.Lock()
-_tokenizers: dict[int, tuple[Any, Any]] = {}
+_tokenizers: dict[tuple[int, int, int | None], tuple[Any, Any]] = {}
 _compiled: OrderedDict[tuple[int, Constraint, tuple[int, ...], int], _Compiled] = OrderedDict()
 _COMPILED_KEPT = 64  # a batch of many distinct schemas keeps the latest ones compiled
 
@@ -247,11 +247,13 @@ def compile_for(constraint: Constraint, tokenizer: Any, vocab: int, eos: list[in
 def _lltokenizer(tokenizer: Any, vocab: int, eos: list[int]) -> Any:
     import llguidance.hf
 
-    held = _tokenizers.get(id(tokenizer))
-    if held is None or held[0] is not tokenizer:
+    end = eos[0] if eos else None
+    key = (id(tokenizer), vocab, end)
+    held = _tokenizers.get(key)
+    if held is None or held[0] is not tokenizer:  # the tokenizer is held, so its id is not reused meanwhile
         n_vocab = max(vocab, len(tokenizer))
-        held = (tokenizer, llguidance.hf.from_tokenizer(tokenizer, n_vocab=n_vocab, eos_token=eos[0] if eos else None))
-        _tokenizers[id(tokenizer)] = held
+        held = (tokenizer, llguidance.hf.from_tokenizer(tokenizer, n_vocab=n_vocab, eos_token=end))
+        _tokenizers[key] = held
     return held[1]
 
 
