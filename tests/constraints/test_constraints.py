@@ -265,3 +265,24 @@ def test_compare_applies_the_constraint_to_every_preset(tiny_engine):
     assert len(results) == 3
     for r in results:
         assert r["text"] in ("on", "off") and r["constraint"] == {"kind": "choice", "satisfied": True}
+
+
+def test_chat_schema_command(tiny_engine, tmp_path, capsys):
+    from llmgen.chat import Conversation
+    from llmgen.repl import Chat
+
+    chat = Chat(Conversation(tiny_engine, presets.resolve("greedy"), overrides={"max_new_tokens": 48}),
+                interactive=False)
+    schema = tmp_path / "person.json"
+    schema.write_text(json.dumps(PERSON))
+    assert chat.handle(f"/schema {schema}")
+    assert chat.handle("Who?")
+    out, err = capsys.readouterr()
+    jsonschema.validate(json.loads(out), PERSON)
+    assert "constraint for the next replies: json_schema" in err
+    assert chat.handle("/schema {not json")
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and err.count("error:") == 1
+    assert chat.conversation.plan().constraint.kind == "json_schema"  # a bad schema changes nothing
+    assert chat.handle("/schema -")
+    assert chat.conversation.plan().constraint is None
