@@ -136,10 +136,19 @@ def run(
         console.out("\n")
     if opts.stats or opts.verbose:
         console.note(console.stats_line(result, plan.config.max_new_tokens, "-n"))
+    _warn_unsatisfied(result, "-n")
     if answer.drafting is not None:
         console.note(answer.drafting.line())
     if result.finish_reason == "interrupted":
         raise typer.Exit(130)
+
+
+def _warn_unsatisfied(result: Result, raise_with: str) -> None:
+    """A constrained output cut short (max_new_tokens) is never passed off as complete."""
+    constraint = result.extra.get("constraint")
+    if constraint and not constraint["satisfied"] and result.finish_reason != "interrupted":
+        console.warning(f"the output does not complete the {constraint['kind']} constraint "
+                        f"(finish: {result.finish_reason}); raise {raise_with}")
 
 
 def _beams_text(result: Result) -> str:

@@ -77,6 +77,10 @@ def stats_line(result: Result, max_new_tokens: int | None = None, raise_with: st
         if raise_with:
             reason += f", raise it with {raise_with}"
     parts.append(f"finish: {reason}")
+    constraint = result.extra.get("constraint")
+    if constraint:
+        done = "satisfied" if constraint["satisfied"] else "NOT satisfied"
+        parts.append(f"{constraint['kind']} {done}, masks {constraint['mask_ms_per_token']:.2f} ms/token")
     return " · ".join(parts)
 
 

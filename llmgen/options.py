@@ -23,12 +23,14 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from llmgen import config
 
 if TYPE_CHECKING:
+    from llmgen.constraints import Constraint
     from llmgen.engine import Engine, Plan
     from llmgen.presets import ResolvedPreset
 
 MODEL_PANEL = "Model"
 GEN_PANEL = "Generation"
 OUT_PANEL = "Output"
+CONSTRAINT_PANEL = "Structured output (one of)"
 
 FROM_PRESET = "from the preset"
 """How help shows the default of a setting the preset gives unless the flag does."""
@@ -210,6 +212,31 @@ class Options(ModelOptions):
     raw: Annotated[
         bool, typer.Option("--raw", help="No chat template: plain completion of the text.", rich_help_panel=GEN_PANEL)
     ] = False
+    json_schema: Annotated[
+        Optional[str],
+        typer.Option("--json-schema", metavar="FILE|JSON",
+                     help="The output is JSON valid under this JSON Schema (a file, or the schema inline).",
+                     rich_help_panel=CONSTRAINT_PANEL),
+    ] = None
+    json_object: Annotated[
+        bool,
+        typer.Option("--json-object", help="The output is a JSON object (any).", rich_help_panel=CONSTRAINT_PANEL),
+    ] = False
+    regex: Annotated[
+        Optional[str],
+        typer.Option("--regex", metavar="PATTERN", help="The output matches this regular expression (Rust regex "
+                     "syntax, anchored at both ends).", rich_help_panel=CONSTRAINT_PANEL),
+    ] = None
+    grammar: Annotated[
+        Optional[str],
+        typer.Option("--grammar", metavar="FILE", help="The output follows this grammar: llama.cpp's GBNF, or "
+                     "llguidance's Lark-like EBNF (a file, or the grammar inline).", rich_help_panel=CONSTRAINT_PANEL),
+    ] = None
+    choice: Annotated[
+        Optional[str],
+        typer.Option("--choice", metavar="A,B,C", help="The output is exactly one of these comma-separated strings.",
+                     rich_help_panel=CONSTRAINT_PANEL),
+    ] = None
     stats: Annotated[
         bool,
         typer.Option("--stats", help="Tokens, time to first token and tokens/s on stderr.", rich_help_panel=OUT_PANEL),
@@ -234,7 +261,16 @@ class Options(ModelOptions):
         }
         if self.stop:
             flags["stop_strings"] = list(self.stop)
-        return imply_sampling({**flags, **parse_set(self.set or [])})
+        settings = imply_sampling({**flags, **parse_set(self.set or [])})
+        constraint = self.constraint()
+        return {**settings, **constraint.written} if constraint else settings
+
+    def constraint(self) -> Constraint | None:
+        """The structured-output constraint the flags ask for (checked: bad input fails here, before any load)."""
+        from llmgen.constraints import from_flags
+
+        return from_flags({"json_schema": self.json_schema, "json_object": self.json_object, "regex": self.regex,
+                           "grammar": self.grammar, "choice": self.choice})
 
 
 def _with_options(group: type[ModelOptions]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

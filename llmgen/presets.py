@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmgen import genconfig, plans
+from llmgen import constraints, genconfig, plans
 from llmgen.config import Quant, config_dir, read_file
+from llmgen.constraints import Constraint
 from llmgen.errors import UsageError
 from llmgen.settings import check_keys, check_values
 from llmgen.strategies import select
@@ -37,6 +38,7 @@ class Preset(BaseModel):
     quant: Quant | None = None
     system: str | None = None
     assistant_model: str | None = None
+    constraint: dict[str, Any] | None = None  # one of json_schema, json_object, regex, grammar, choice
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class ResolvedPreset:
     quant: Quant | None = None
     system: str | None = None
     assistant_model: str | None = None
+    constraint: Constraint | None = None
 
     @property
     def strategy(self) -> str:
@@ -150,8 +153,10 @@ def _chain(name_or_path: str) -> list[tuple[PresetFile, Preset]]:
 def _merge(chain: list[tuple[PresetFile, Preset]]) -> ResolvedPreset:
     """One preset from a chain, children overriding parents."""
     merged: dict[str, Any] = {"generation": {}}
-    for _, preset in reversed(chain):
+    for found, preset in reversed(chain):
         merged["generation"].update(preset.generation)
+        if preset.constraint is not None:
+            merged["constraint"] = _constraint(preset.constraint, found.path)
         for key in ("description", "quant", "system", "assistant_model"):
             value = getattr(preset, key)
             if value:
@@ -165,7 +170,16 @@ def _merge(chain: list[tuple[PresetFile, Preset]]) -> ResolvedPreset:
         quant=merged.get("quant"),
         system=merged.get("system"),
         assistant_model=merged.get("assistant_model"),
+        constraint=merged.get("constraint"),
     )
+
+
+def _constraint(data: dict[str, Any], path: Path) -> Constraint | None:
+    """A preset's `constraint:` mapping, checked like the command line's flags."""
+    unknown = sorted(set(data) - set(constraints.KINDS))
+    if unknown:
+        raise UsageError(f"{path}: constraint: unknown key {unknown[0]!r} (one of {', '.join(constraints.KINDS)})")
+    return constraints.from_mapping(data, f"{path}: constraint")
 
 
 def _parent(child: PresetFile, name: str) -> PresetFile:
