@@ -87,7 +87,15 @@ class Result:
         if self.scores:
             obj["scores"] = self.scores
         obj.update(finish_reason=self.finish_reason, usage=self.usage)
+        if self.constraint is not None:
+            obj["constraint"] = self.constraint
         return obj
+
+    @property
+    def constraint(self) -> dict[str, Any] | None:
+        """Under a constraint, its kind and whether every returned sequence completes it, as JSON outputs say."""
+        held = self.extra.get("constraint")
+        return {"kind": held["kind"], "satisfied": held["satisfied"]} if held else None
 
 
 class PrefixCache:
@@ -270,6 +278,7 @@ class Engine:
                          "the whole conversation")
         extra = {"past_key_values": past} if past is not None else {}
         input_ids = torch.tensor([prompt], device=self.model.device)
+        extra.update(self._constraint(plan, config))
         start = time.perf_counter()
         try:
             with count_drafts(self.model) as drafts:
@@ -296,7 +305,7 @@ class Engine:
         if past is not None:
             cache.keep(output.sequences[0].tolist())
         ttft = streamer.first_token_at - start if streamer and streamer.first_token_at else None
-        result = self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft)[0]
+        result = self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft, **extra)[0]
         result.extra["cached_tokens"] = reused
         if drafts.rounds:
             result.extra["drafts"] = drafts
@@ -311,16 +320,29 @@ class Engine:
         config = self._fit_context(plan.config, max(map(len, prompts)))
         batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
         input_ids = batch["input_ids"].to(self.model.device)
+        extra = self._constraint(plan, config)
         start = time.perf_counter()
-        output = self._generate(input_ids, batch["attention_mask"].to(self.model.device), config, plan, None)
+        output = self._generate(input_ids, batch["attention_mask"].to(self.model.device), config, plan, None, **extra)
         total = time.perf_counter() - start
-        return self._results(output, list(map(len, prompts)), input_ids.shape[1], config, plan, total, None)
+        return self._results(output, list(map(len, prompts)), input_ids.shape[1], config, plan, total, None, **extra)
 
     def check_fits(self, prompt_tokens: int) -> None:
         """Refuse a prompt that leaves no room in the model's context for a single new token."""
         limit = self.context_length
         if limit is not None and prompt_tokens >= limit:
             raise UsageError(f"the prompt is {prompt_tokens} tokens, longer than the model's context ({limit})")
+
+    def _constraint(self, plan: Plan, config: GenerationConfig) -> dict[str, Any]:
+        """`generate`'s logits_processor enforcing the plan's constraint (a fresh one per call), if it has one."""
+        if plan.constraint is None:
+            return {}
+        from transformers import LogitsProcessorList
+
+        from llmgen import constraints
+
+        width = self.model.config.get_text_config(decoder=True).vocab_size
+        processor = constraints.processor(plan.constraint, self.tokenizer, width, _as_list(config.eos_token_id))
+        return {"logits_processor": LogitsProcessorList([processor])}
 
     def _fit_context(self, config: GenerationConfig, prompt_tokens: int) -> GenerationConfig:
         """Refuse prompts that fill the context; shorten max_new_tokens so the answer fits."""
@@ -416,6 +438,7 @@ class Engine:
         plan: Plan,
         total: float,
         ttft: float | None,
+        **extra: Any,
     ) -> list[Result]:
         """Split generate's output into one Result per request, trimmed at eos and stop strings."""
         per_request = config.num_return_sequences or 1
@@ -440,6 +463,8 @@ class Engine:
                 result.texts, result.all_token_ids, result.finish_reasons = list(texts), ids, list(reasons)
             if scores is not None:
                 result.scores = [scores[r] for r in rows]
+            if "logits_processor" in extra:
+                _check_constraint(result, extra["logits_processor"][0], ids)
             results.append(result)
         return results
 
@@ -474,6 +499,20 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _check_constraint(result: Result, processor: Any, ids: list[list[int]]) -> None:
+    """Say in `result.extra["constraint"]` whether every returned sequence completes the constraint, and what the
+    masks cost per generated token."""
+    compiled = processor.compiled
+    satisfied = [compiled.satisfied(row) for row in ids]
+    result.extra["constraint"] = {
+        **compiled.constraint.describe(),
+        "satisfied": all(satisfied),
+        "mask_ms_per_token": round(1000 * processor.mask_s / max(1, processor.rows), 3),
+    }
+    if len(ids) > 1:
+        result.extra["constraint"]["satisfied_each"] = satisfied
 
 
 def _reuses_cache(row: Strategy, config: GenerationConfig, model: Any) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 
 import pytest
@@ -13,6 +14,7 @@ from llmgen import caches, presets, strategies
 from llmgen.chat import Conversation
 from llmgen.engine import Request
 from llmgen.errors import UsageError
+from tests.conftest import run_in_process
 
 TINY_QUANTIZED = {"cache_config": {"q_group_size": 16}}  # the tiny model's heads are 16 wide
 STRATEGY_SETTINGS = {
@@ -28,22 +30,11 @@ STRATEGY_SETTINGS = {
 FIRST_TOKENS_AGREEING = 7  # of 64, greedy on the built-in model with the default quantized cache (HQQ 4-bit)
 
 
-def run_main(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """The `llmgen` command in this process: exit code, stdout, stderr."""
-    from llmgen.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["llmgen", *argv])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    out, err = capfd.readouterr()
-    return exit_.value.code, out, err
-
-
-def assert_one_line_refusal(code: int, out: str, err: str, expected: str) -> None:
-    assert code == 2, err
-    assert out == ""
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    assert expected in err, err
+def assert_one_line_refusal(proc: subprocess.CompletedProcess, expected: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert expected in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -67,28 +58,23 @@ def assert_one_line_refusal(code: int, out: str, err: str, expected: str) -> Non
     ],
 )
 def test_a_bad_cache_choice_is_one_line_and_exit_2_before_the_model_loads(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], flags: list[str], expected: str
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], expected: str
 ) -> None:
     monkeypatch.setattr("llmgen.models.load", lambda *a, **k: pytest.fail("the model loaded"))
-    assert_one_line_refusal(*run_main(monkeypatch, capfd, "run", "hi", "-n", "2", *flags), expected)
+    assert_one_line_refusal(run_in_process("run", "hi", "-n", "2", *flags), expected)
 
 
 @pytest.mark.parametrize("command", [["chat"], ["compare", "hi"], ["batch", "-"]])
-def test_every_generating_command_takes_the_flag(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], command: list[str]
-) -> None:
+def test_every_generating_command_takes_the_flag(monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
     monkeypatch.setattr("llmgen.models.load", lambda *a, **k: pytest.fail("the model loaded"))
-    monkeypatch.setattr(sys, "stdin", open("/dev/null"))  # noqa: SIM115
-    assert_one_line_refusal(*run_main(monkeypatch, capfd, *command, "--cache", "quantised"), "unknown cache 'quantised'")
+    assert_one_line_refusal(run_in_process(*command, "--cache", "quantised"), "unknown cache 'quantised'")
 
 
-def test_without_the_kv_extra_the_quantized_cache_says_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_without_the_kv_extra_the_quantized_cache_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "hqq", None)  # as if it were not installed
     monkeypatch.setattr("llmgen.models.load", lambda *a, **k: pytest.fail("the model loaded"))
-    code, out, err = run_main(monkeypatch, capfd, "run", "hi", "-p", "long")
-    assert_one_line_refusal(code, out, err, "the quantized KV cache needs HQQ: pip install 'llmgen[kv]'")
+    proc = run_in_process("run", "hi", "-p", "long")
+    assert_one_line_refusal(proc, "the quantized KV cache needs HQQ: pip install 'llmgen[kv]'")
 
 
 def test_presets_carry_cache_and_cache_config_as_generation_settings(user_dirs) -> None:
