@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmgen import presets, settings
+from llmgen import constraints, presets, settings
 from llmgen.config import read_file
 from llmgen.engine import PrefixCache, Request
 from llmgen.errors import UsageError
@@ -133,8 +133,17 @@ class Conversation:
 
     def update_settings(self, pairs: list[str]) -> Plan:
         """Apply `/set KEY=VALUE` pairs (`KEY=` removes a setting); nothing changes if the result is invalid."""
-        new = settings.imply_sampling(settings.parse_set(pairs, source="/set"))
+        written: dict[str, Any] = {}
+        rest = []
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if sep and key.strip() in constraints.KINDS:  # kept as typed: a pattern or schema is no YAML value
+                written = {k: None for k in constraints.KINDS} | {key.strip(): value.strip() or None}
+            else:
+                rest.append(pair)
+        new = settings.imply_sampling(settings.parse_set(rest, source="/set")) if rest else {}
         settings.check(new, "/set")
+        new.update(written)
         merged = {k: v for k, v in {**self.overrides, **new}.items() if v is not None}
         plan = self.plan(overrides=merged)
         self.overrides = merged
@@ -289,7 +298,9 @@ def read_transcript(path: Path) -> Transcript:
     for where, text in texts.items():
         if text is not None and not _is_unicode(text):
             raise UsageError(f"{path}: {where}: not valid Unicode text (a lone surrogate escape)")
-    settings.check(saved.settings, f"{path}: settings")
+    generation = {k: v for k, v in saved.settings.items() if k not in constraints.KINDS}
+    settings.check(generation, f"{path}: settings")
+    constraints.from_mapping(saved.settings, f"{path}: settings")
     return saved
 
 
@@ -311,4 +322,6 @@ def _preset_ref(preset: ResolvedPreset) -> str:
     """The preset's name when that name finds it again, else its file's path."""
     found = presets.discover().get(preset.name)
     source = preset.chain[0].path
+    if preset.chain[0].model_own:
+        return preset.name
     return preset.name if found is not None and found.path == source else str(source.resolve())

@@ -15,6 +15,7 @@ import typer
 
 from llmgen import console
 from llmgen.errors import LlmgenError, UsageError
+from llmgen.genconfig import FILE_NAME
 from llmgen.options import (
     GEN_PANEL,
     OUT_PANEL,
@@ -43,7 +44,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-presets_app = typer.Typer(cls=Group, help="List and inspect decoding presets.", no_args_is_help=True)
+presets_app = typer.Typer(cls=Group, help="List, inspect, export and import decoding presets.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
 
 
@@ -137,10 +138,19 @@ def run(
         console.out("\n")
     if opts.stats or opts.verbose:
         console.note(console.stats_line(result, plan.config.max_new_tokens, "-n"))
+    _warn_unsatisfied(result, "-n")
     if answer.drafting is not None:
         console.note(answer.drafting.line())
     if result.finish_reason == "interrupted":
         raise typer.Exit(130)
+
+
+def _warn_unsatisfied(result: Result, raise_with: str) -> None:
+    """A constrained output cut short (max_new_tokens) is never passed off as complete."""
+    constraint = result.extra.get("constraint")
+    if constraint and not constraint["satisfied"] and result.finish_reason != "interrupted":
+        console.warning(f"the output does not complete the {constraint['kind']} constraint "
+                        f"(finish: {result.finish_reason}); raise {raise_with}")
 
 
 def _beams_text(result: Result) -> str:
@@ -174,11 +184,11 @@ def info(
     ] = False,
     opts: ModelOptions = None,  # type: ignore[assignment]
 ) -> None:
-    """Show the resolved model: source, size, dtype, quantization, device, memory, context."""
+    """Show the resolved model: source, size, dtype, quantization, device, memory, context, generation config."""
     from llmgen.config import load_defaults
 
     engine = opts.load(load_defaults())
-    data = engine.info.as_dict()
+    data = {**engine.info.as_dict(), "generation_config": engine.model_defaults()}
     if json_output:
         console.out(json.dumps(data) + "\n")
         return
@@ -197,6 +207,7 @@ def info(
         "context length": str(data["context_length"]),
         "chat template": "yes" if data["chat_template"] else "no",
         "load time": f"{data['load_s']:.2f}s",
+        "generation config": ", ".join(f"{k}={v!r}" for k, v in data["generation_config"].items()) or "none",
     }
     for key, value in rows.items():
         table.add_row(f"[bold]{key}[/]", value)
@@ -218,20 +229,66 @@ def presets_list() -> None:
 @presets_app.command("show", cls=Command)
 def presets_show(
     name: Annotated[
-        str, typer.Argument(metavar="NAME", autocompletion=complete_preset, help="Preset name or YAML path.")
+        str, typer.Argument(metavar="NAME", autocompletion=complete_preset,
+                            help="Preset name, YAML or generation-config JSON path, or 'model'.")
     ],
     explain: Annotated[
         bool,
         typer.Option("--explain", help="Also: the method that runs, the logits processors and stopping criteria "
                      "transformers builds, in order, and the settings this strategy ignores."),
     ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", metavar="SPEC",
+                     help="Also show what this model's own generation_config sets (loads it; 'model' always does)."),
+    ] = None,
 ) -> None:
     """One preset resolved: its YAML, its extends chain, the settings it amounts to and its strategy."""
-    from llmgen import preset_views, presets
+    from llmgen import genconfig, preset_views, presets
+    from llmgen.config import load_defaults
 
     preset = presets.load(name)
-    for warning in preset_views.show(preset, console.stdout_console(highlight=True), explain=explain):
+    engine = None
+    if model is not None or name == genconfig.MODEL:
+        engine = ModelOptions(model=model).load(load_defaults())
+    for warning in preset_views.show(preset, console.stdout_console(highlight=True), explain=explain, engine=engine):
         console.warning(warning)
+
+
+@presets_app.command("export", cls=Command)
+def presets_export(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", autocompletion=complete_preset, help="Preset name or YAML path.")
+    ],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", metavar="DIR", help="Folder to write into (made if missing).")
+    ] = Path("."),
+    file_name: Annotated[
+        str, typer.Option("--file-name", metavar="NAME.json", help="The file's name.")
+    ] = FILE_NAME,
+) -> None:
+    """Write a preset's effective settings as a transformers generation-config file; prints its path."""
+    from llmgen import preset_files, presets
+
+    target, left_out = preset_files.export(presets.load(name), output_dir, file_name)
+    if left_out:
+        console.warning(f"not in {target.name}: {', '.join(left_out)} (preset keys a generation config cannot hold)")
+    console.out(f"{target}\n")
+
+
+@presets_app.command("import", cls=Command)
+def presets_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE.json", help="A transformers generation-config file.")],
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="The new preset's name.")],
+    description: Annotated[
+        str | None, typer.Option("--description", metavar="TEXT", help="The new preset's description.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a preset of that name.")] = False,
+) -> None:
+    """Make a generation-config file a user preset (YAML in ~/.config/llmgen/presets); prints its path."""
+    from llmgen import preset_files
+
+    console.out(f"{preset_files.import_file(file, name, description, force)}\n")
 
 
 @app.command(cls=Command)

@@ -5,6 +5,7 @@ rich decides colour from the stream (a terminal or not) and honours NO_COLOR.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TYPE_CHECKING
 
@@ -40,16 +41,22 @@ def note(message: str) -> None:
     err.print(f"[dim]{_escape(message)}[/]")
 
 
+class _Notes(logging.Handler):
+    """Shows a log record as a dim note on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        note(record.getMessage())
+
+
+_NOTES = _Notes()
+
+
 def show_library_messages(verbose: bool, quiet: bool) -> None:
-    """llmgen's own log messages (e.g. a first GGUF conversion) as dim notes on stderr."""
-    import logging
-
-    class Notes(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            note(record.getMessage())
-
+    """llmgen's own log messages (e.g. a first GGUF conversion) as dim notes on stderr; calling it again
+    (the CLI run twice in one process) sets the level without doubling the notes."""
     logger = logging.getLogger("llmgen")
-    logger.addHandler(Notes())
+    if _NOTES not in logger.handlers:
+        logger.addHandler(_NOTES)
     logger.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
 
@@ -70,6 +77,10 @@ def stats_line(result: Result, max_new_tokens: int | None = None, raise_with: st
         if raise_with:
             reason += f", raise it with {raise_with}"
     parts.append(f"finish: {reason}")
+    constraint = result.extra.get("constraint")
+    if constraint:
+        done = "satisfied" if constraint["satisfied"] else "NOT satisfied"
+        parts.append(f"{constraint['kind']} {done}, masks {constraint['mask_ms_per_token']:.2f} ms/token")
     return " · ".join(parts)
 
 

@@ -11,12 +11,13 @@ caller through `on_text`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmgen import models, plans
+from llmgen import caches, models, plans
 from llmgen.config import DEFAULT_MAX_NEW_TOKENS
 from llmgen.errors import UsageError
 from llmgen.drafts import count_drafts
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from llmgen.presets import ResolvedPreset
 
 _OWN_KEYS = {"transformers_version", "_from_model_config"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,15 @@ class Result:
         if self.scores:
             obj["scores"] = self.scores
         obj.update(finish_reason=self.finish_reason, usage=self.usage)
+        if self.constraint is not None:
+            obj["constraint"] = self.constraint
         return obj
+
+    @property
+    def constraint(self) -> dict[str, Any] | None:
+        """Under a constraint, its kind and whether every returned sequence completes it, as JSON outputs say."""
+        held = self.extra.get("constraint")
+        return {"kind": held["kind"], "satisfied": held["satisfied"]} if held else None
 
 
 class PrefixCache:
@@ -140,6 +151,8 @@ class Engine:
         self.info = loaded.info
         self._trust_remote_code = loaded.trust_remote_code
         self._assistants: dict[str, tuple[Any, Any | None]] = {}
+        self._noticed: set[str] = set()
+        self._compiled_length = 0
 
     @classmethod
     def load(cls, spec: str, **kwargs: Any) -> Engine:
@@ -173,8 +186,20 @@ class Engine:
 
     def plan(self, preset: ResolvedPreset, *overrides: dict[str, Any], seed: int | None = None) -> Plan:
         """Layer the model's defaults, the preset and overrides (lowest first) into a validated Plan (`plans.plan`)."""
+        import dataclasses
+
         base = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, **self.model_defaults()}
-        return plans.plan(preset, *overrides, base=base, seed=seed)
+        plan = plans.plan(preset, *overrides, base=base, seed=seed)
+        config, notice = caches.for_model(plan.config, self.model)
+        if notice is not None:
+            self._notice(notice)
+        return dataclasses.replace(plan, config=config) if config is not plan.config else plan
+
+    def _notice(self, message: str) -> None:
+        """A one-line notice on stderr (through llmgen's logger), once per engine."""
+        if message not in self._noticed:
+            self._noticed.add(message)
+            log.warning(message)
 
     def assistant(self, spec: str) -> tuple[Any, Any | None]:
         """The draft model for assisted decoding, loaded once on the engine's device and dtype.
@@ -246,8 +271,14 @@ class Engine:
         past, reused = None, 0
         if cache is not None and _reuses_cache(plan.row, config, self.model):
             past, reused = cache.take(self.model, prompt)
+            if past is not None and config.cache_implementation is not None:
+                config = _without_cache_choice(config)  # the prefix cache is the dynamic one, passed in
+        elif cache is not None and plan.row.reuses_cache and config.cache_implementation in caches.CACHES:
+            self._notice(f"the {config.cache_implementation} cache is not carried across turns: each reply encodes "
+                         "the whole conversation")
         extra = {"past_key_values": past} if past is not None else {}
         input_ids = torch.tensor([prompt], device=self.model.device)
+        extra.update(self._constraint(plan, config))
         start = time.perf_counter()
         try:
             with count_drafts(self.model) as drafts:
@@ -274,7 +305,7 @@ class Engine:
         if past is not None:
             cache.keep(output.sequences[0].tolist())
         ttft = streamer.first_token_at - start if streamer and streamer.first_token_at else None
-        result = self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft)[0]
+        result = self._results(output, [len(prompt)], input_ids.shape[1], config, plan, total, ttft, **extra)[0]
         result.extra["cached_tokens"] = reused
         if drafts.rounds:
             result.extra["drafts"] = drafts
@@ -289,16 +320,29 @@ class Engine:
         config = self._fit_context(plan.config, max(map(len, prompts)))
         batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
         input_ids = batch["input_ids"].to(self.model.device)
+        extra = self._constraint(plan, config)
         start = time.perf_counter()
-        output = self._generate(input_ids, batch["attention_mask"].to(self.model.device), config, plan, None)
+        output = self._generate(input_ids, batch["attention_mask"].to(self.model.device), config, plan, None, **extra)
         total = time.perf_counter() - start
-        return self._results(output, list(map(len, prompts)), input_ids.shape[1], config, plan, total, None)
+        return self._results(output, list(map(len, prompts)), input_ids.shape[1], config, plan, total, None, **extra)
 
     def check_fits(self, prompt_tokens: int) -> None:
         """Refuse a prompt that leaves no room in the model's context for a single new token."""
         limit = self.context_length
         if limit is not None and prompt_tokens >= limit:
             raise UsageError(f"the prompt is {prompt_tokens} tokens, longer than the model's context ({limit})")
+
+    def _constraint(self, plan: Plan, config: GenerationConfig) -> dict[str, Any]:
+        """`generate`'s logits_processor enforcing the plan's constraint (a fresh one per call), if it has one."""
+        if plan.constraint is None:
+            return {}
+        from transformers import LogitsProcessorList
+
+        from llmgen import constraints
+
+        width = self.model.config.get_text_config(decoder=True).vocab_size
+        processor = constraints.processor(plan.constraint, self.tokenizer, width, _as_list(config.eos_token_id))
+        return {"logits_processor": LogitsProcessorList([processor])}
 
     def _fit_context(self, config: GenerationConfig, prompt_tokens: int) -> GenerationConfig:
         """Refuse prompts that fill the context; shorten max_new_tokens so the answer fits."""
@@ -336,6 +380,8 @@ class Engine:
             # generate does not hand a callable custom_generate the tokenizer stop strings need.
             config, extra["stopping_criteria"] = stop_string_criteria(config, self.tokenizer)
             extra["custom_generate"] = loop
+        if caches.compiles(config, self.model.device.type):
+            config = self._compiling(config, input_ids.shape[1])
         if plan.assistant:
             extra["assistant_model"], assistant_tokenizer = self.assistant(plan.assistant)
             if assistant_tokenizer is not None:
@@ -352,6 +398,37 @@ class Engine:
             **extra,
         )
 
+    def _compiling(self, config: GenerationConfig, prompt_tokens: int) -> GenerationConfig:
+        """The config with the decode step compiled over the static cache; says so when compiling will take a while.
+
+        transformers compiles a static cache's decode step on CUDA by itself; elsewhere only when the config's
+        `compile_config` asks for every device. Compiled code is kept under llmgen's cache dir, where a later process
+        finds it (its compile took half the time in bench/bench_cache.py); a longer cache than before compiles anew.
+        """
+        import copy
+        import os
+
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+        from transformers import CompileConfig
+
+        from llmgen.config import cache_dir
+
+        chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # torch sets its default there once it has looked
+        if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor")
+        config = copy.deepcopy(config)
+        if config.compile_config is None:
+            config.compile_config = CompileConfig()
+        config.compile_config._compile_all_devices = True
+        length = prompt_tokens + (config.max_new_tokens or 0)
+        if length > self._compiled_length:
+            first = self._compiled_length == 0
+            self._compiled_length = length
+            log.warning("compiling the decode step (torch.compile, static cache)%s: generation pauses after "
+                        "the first token while it compiles",
+                        "" if first else f" again for a longer cache ({length} tokens)")
+        return config
+
     def _results(
         self,
         output: GenerateOutput,
@@ -361,6 +438,7 @@ class Engine:
         plan: Plan,
         total: float,
         ttft: float | None,
+        **extra: Any,
     ) -> list[Result]:
         """Split generate's output into one Result per request, trimmed at eos and stop strings."""
         per_request = config.num_return_sequences or 1
@@ -385,6 +463,8 @@ class Engine:
                 result.texts, result.all_token_ids, result.finish_reasons = list(texts), ids, list(reasons)
             if scores is not None:
                 result.scores = [scores[r] for r in rows]
+            if "logits_processor" in extra:
+                _check_constraint(result, extra["logits_processor"][0], ids)
             results.append(result)
         return results
 
@@ -421,6 +501,20 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _check_constraint(result: Result, processor: Any, ids: list[list[int]]) -> None:
+    """Say in `result.extra["constraint"]` whether every returned sequence completes the constraint, and what the
+    masks cost per generated token."""
+    compiled = processor.compiled
+    satisfied = [compiled.satisfied(row) for row in ids]
+    result.extra["constraint"] = {
+        **compiled.constraint.describe(),
+        "satisfied": all(satisfied),
+        "mask_ms_per_token": round(1000 * processor.mask_s / max(1, processor.rows), 3),
+    }
+    if len(ids) > 1:
+        result.extra["constraint"]["satisfied_each"] = satisfied
+
+
 def _reuses_cache(row: Strategy, config: GenerationConfig, model: Any) -> bool:
     """Whether the strategy takes a cache already holding a prefix, and the config and model give it one it can."""
     return (
@@ -430,6 +524,15 @@ def _reuses_cache(row: Strategy, config: GenerationConfig, model: Any) -> bool:
         and model._supports_default_dynamic_cache()
         and not model.config.is_encoder_decoder
     )
+
+
+def _without_cache_choice(config: GenerationConfig) -> GenerationConfig:
+    """generate takes a cache object or a `cache_implementation` to make one, not both."""
+    import copy
+
+    config = copy.deepcopy(config)
+    config.cache_implementation = None
+    return config
 
 
 def _trim(ids: list[int], eos: set[int], pad: int | None) -> list[int]:

@@ -23,12 +23,14 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from llmgen import config
 
 if TYPE_CHECKING:
+    from llmgen.constraints import Constraint
     from llmgen.engine import Engine, Plan
     from llmgen.presets import ResolvedPreset
 
 MODEL_PANEL = "Model"
 GEN_PANEL = "Generation"
 OUT_PANEL = "Output"
+CONSTRAINT_PANEL = "Structured output (one of)"
 
 FROM_PRESET = "from the preset"
 """How help shows the default of a setting the preset gives unless the flag does."""
@@ -44,14 +46,12 @@ def configured(key: str) -> str:
 
 
 def complete_preset(incomplete: str) -> list[tuple[str, str]]:
-    """Shell completion: preset names (built-in and the user's) that start with what is typed."""
-    from llmgen import presets
+    """Shell completion: preset names (built-in and the user's, and `model`) that start with what is typed."""
+    from llmgen import genconfig, presets
 
-    return [
-        (name, "built-in" if found.builtin else "user")
-        for name, found in sorted(presets.discover().items())
-        if name.startswith(incomplete)
-    ]
+    found = [(name, "built-in" if found.builtin else "user") for name, found in sorted(presets.discover().items())]
+    own = [(genconfig.MODEL, "the model's own generation_config")]
+    return [(name, kind) for name, kind in found + own if name.startswith(incomplete)]
 
 
 def complete_preset_list(incomplete: str) -> list[str]:
@@ -144,7 +144,8 @@ class Options(ModelOptions):
         typer.Option("--preset", "-p", metavar="NAME|FILE", autocompletion=complete_preset,
                      show_default=f"{_default('preset')}, chat: {_default('chat_preset')}; or config.yaml / "
                      "$LLMGEN_PRESET, $LLMGEN_CHAT_PRESET",
-                     help="A preset name or a path to a preset YAML file.", rich_help_panel=GEN_PANEL),
+                     help="A preset name, a preset YAML file, a generation-config .json file, or 'model' (the model's own "
+                     "generation_config alone).", rich_help_panel=GEN_PANEL),
     ] = None
     max_new_tokens: Annotated[
         Optional[int],
@@ -211,6 +212,43 @@ class Options(ModelOptions):
     raw: Annotated[
         bool, typer.Option("--raw", help="No chat template: plain completion of the text.", rich_help_panel=GEN_PANEL)
     ] = False
+    cache: Annotated[
+        Optional[str],
+        typer.Option(metavar="dynamic|static|quantized|offloaded", show_default=f"{FROM_PRESET}, else dynamic",
+                     help="KV cache: quantized (HQQ, needs llmgen\\[kv]) for long generations on little memory, "
+                     "offloaded to CPU memory (GPU only), static (for --compile).", rich_help_panel=GEN_PANEL),
+    ] = None
+    compile: Annotated[
+        Optional[bool],
+        typer.Option("--compile/--no-compile", show_default="on CUDA with the static cache, off on the CPU",
+                     help="Compile the decode step with torch.compile over the static cache (implies --cache "
+                     "static); the first call compiles.", rich_help_panel=GEN_PANEL),
+    ] = None
+    json_schema: Annotated[
+        Optional[str],
+        typer.Option("--json-schema", metavar="FILE|JSON",
+                     help="The output is JSON valid under this JSON Schema (a file, or the schema inline).",
+                     rich_help_panel=CONSTRAINT_PANEL),
+    ] = None
+    json_object: Annotated[
+        bool,
+        typer.Option("--json-object", help="The output is a JSON object (any).", rich_help_panel=CONSTRAINT_PANEL),
+    ] = False
+    regex: Annotated[
+        Optional[str],
+        typer.Option("--regex", metavar="PATTERN", help="The output matches this regular expression (Rust regex "
+                     "syntax, anchored at both ends).", rich_help_panel=CONSTRAINT_PANEL),
+    ] = None
+    grammar: Annotated[
+        Optional[str],
+        typer.Option("--grammar", metavar="FILE", help="The output follows this grammar: llama.cpp's GBNF, or "
+                     "llguidance's Lark-like EBNF (a file, or the grammar inline).", rich_help_panel=CONSTRAINT_PANEL),
+    ] = None
+    choice: Annotated[
+        Optional[str],
+        typer.Option("--choice", metavar="A,B,C", help="The output is exactly one of these comma-separated strings.",
+                     rich_help_panel=CONSTRAINT_PANEL),
+    ] = None
     stats: Annotated[
         bool,
         typer.Option("--stats", help="Tokens, time to first token and tokens/s on stderr.", rich_help_panel=OUT_PANEL),
@@ -235,7 +273,22 @@ class Options(ModelOptions):
         }
         if self.stop:
             flags["stop_strings"] = list(self.stop)
-        return imply_sampling({**flags, **parse_set(self.set or [])})
+        if self.cache is not None:
+            flags["cache_implementation"] = self.cache
+        if self.compile is not None:
+            flags["disable_compile"] = not self.compile
+            if self.compile and self.cache is None:
+                flags["cache_implementation"] = "static"
+        settings = imply_sampling({**flags, **parse_set(self.set or [])})
+        constraint = self.constraint()
+        return {**settings, **constraint.written} if constraint else settings
+
+    def constraint(self) -> Constraint | None:
+        """The structured-output constraint the flags ask for (checked: bad input fails here, before any load)."""
+        from llmgen.constraints import from_flags
+
+        return from_flags({"json_schema": self.json_schema, "json_object": self.json_object, "regex": self.regex,
+                           "grammar": self.grammar, "choice": self.choice})
 
 
 def _with_options(group: type[ModelOptions]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

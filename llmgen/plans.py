@@ -13,13 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from llmgen import settings, strategies
+from llmgen import caches, constraints, settings, strategies
 from llmgen.decoding import check_settings
 from llmgen.errors import UsageError
 from llmgen.strategies import Strategy
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig
+
+    from llmgen.constraints import Constraint
 
 
 class PresetSettings(Protocol):
@@ -40,6 +42,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     seed: int | None = None
     assistant: str | None = None
+    constraint: Constraint | None = None
 
     @property
     def strategy(self) -> str:
@@ -80,8 +83,10 @@ def plan(
     own GenerationConfig validation; then the strategy they select must be one llmgen runs, with settings its loop
     can run with. `source` names the layers above the base in errors (a preset's file, "command line").
     """
+    constraint, overrides = _take_constraint(getattr(preset, "constraint", None), overrides)
     for layer in overrides:
         settings.check(layer, source or "settings")
+    caches.check_names([(f"preset {preset.name}", preset.generation), *((source or "settings", o) for o in overrides)])
     config, warnings = settings.build_config(
         base or {}, preset.generation, *overrides, source=source or "invalid generation settings"
     )
@@ -89,6 +94,31 @@ def plan(
     if row.refusal:
         raise UsageError(row.refusal)
     check_settings(row, config)
+    warnings.extend(caches.check(config, row))
     if preset.assistant_model and (config.num_beams or 1) > 1:
         raise UsageError(f"preset {preset.name}: assisted decoding works with greedy or sampling, not beams")
-    return Plan(config, preset.name, row, tuple(warnings), seed, preset.assistant_model)
+    if constraint is not None and config.stop_strings:
+        raise UsageError(f"a {constraint.kind} constraint and stop strings cannot go together: a stop string would "
+                         "cut the constrained output short")
+    return Plan(config, preset.name, row, tuple(warnings), seed, preset.assistant_model, constraint)
+
+
+def _take_constraint(
+    constraint: Constraint | None, overrides: tuple[dict[str, Any], ...]
+) -> tuple[Constraint | None, tuple[dict[str, Any], ...]]:
+    """The constraint of the highest layer that sets one, and the layers without it.
+
+    A layer sets one as a checked `Constraint` under `constraint` (None for none), or as the user wrote it under
+    one of the kinds' own keys (`json_schema`, `regex`, ... as chat's `/set` and transcripts keep it).
+    """
+    layers = []
+    for layer in overrides:
+        kinds = [k for k in constraints.KINDS if k in layer]
+        if constraints.KEY in layer or kinds:
+            layer = dict(layer)
+            constraint = layer.pop(constraints.KEY, constraint)
+            written = {k: layer.pop(k) for k in kinds}
+            if kinds:
+                constraint = constraints.from_mapping(written, "settings")
+        layers.append(layer)
+    return constraint, tuple(layers)

@@ -18,6 +18,7 @@ from llmgen.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from llmgen.engine import Engine
     from llmgen.presets import ResolvedPreset
 
 INVALID = "invalid"
@@ -62,21 +63,31 @@ def render_list(rows: list[Listed], out: Console) -> None:
     out.print(table)
 
 
-def show(preset: ResolvedPreset, out: Console, explain: bool = False) -> list[str]:
+def show(preset: ResolvedPreset, out: Console, explain: bool = False, engine: Engine | None = None) -> list[str]:
     """The preset, its extends chain with each file as written, the settings it amounts to over the model's own;
-    with `explain`, what transformers will do with it. Returns the warnings it has not shown."""
+    with `explain`, what transformers will do with it. With a loaded `engine`, what the model's own
+    generation_config sets comes first, and the effective settings include it. Returns the warnings it has not shown."""
     from rich.syntax import Syntax
 
     from llmgen import plans, settings
 
-    plan = plans.plan(preset)
+    if engine is not None:
+        out.print(f"[bold]the model's own generation_config[/] ({escape(engine.info.model)}):")
+        for key, value in engine.model_defaults().items():
+            out.print(f"  {key}: {escape(repr(value))}")
+        out.print()
+    plan = engine.plan(preset) if engine is not None else plans.plan(preset)
     out.print(f"[bold]{escape(preset.name)}[/] — {escape(preset.description)}")
-    out.print(f"strategy: [bold]{preset.strategy}[/]")
+    out.print(f"strategy: [bold]{plan.strategy}[/]")
     out.print("extends: " + " -> ".join(escape(f.name) for f in preset.chain))
     for found in preset.chain:
+        if found.model_own:
+            continue
         out.print(f"\n[dim]# {escape(str(found.path))}[/]")
-        out.print(Syntax(found.path.read_text(encoding="utf-8"), "yaml", theme="ansi_dark", background_color="default"))
-    out.print("\n[bold]effective generation settings[/] (over the model's own generation_config):")
+        lexer = "json" if found.path.suffix.lower() == ".json" else "yaml"
+        out.print(Syntax(found.path.read_text(encoding="utf-8"), lexer, theme="ansi_dark", background_color="default"))
+    where = "with" if engine is not None else "over"
+    out.print(f"\n[bold]effective generation settings[/] ({where} the model's own generation_config):")
     for key, value in settings.effective(plan.config).items():
         out.print(f"  {key}: {escape(repr(value))}")
     for extra in ("quant", "system", "assistant_model"):

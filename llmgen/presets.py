@@ -1,5 +1,8 @@
 """Preset files: where they live, their schema, and `extends` chains.
 
+A preset is a YAML file, or a generation-config JSON file (`llmgen.genconfig`), read into the same `Preset`;
+the name `model` is the empty preset, which leaves the model's own generation_config alone.
+
 `load` is how a command that generates takes a preset: resolved, and checked as a whole before any
 model loads. `resolve` alone needs only PyYAML and pydantic, so `llmgen presets list` starts fast:
 reading checks the generation values' types and ranges; `load` also checks each file's keys against
@@ -15,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmgen import plans
+from llmgen import constraints, genconfig, plans
 from llmgen.config import Quant, config_dir, read_file
+from llmgen.constraints import Constraint
 from llmgen.errors import UsageError
 from llmgen.settings import check_keys, check_values
 from llmgen.strategies import select
@@ -34,6 +38,13 @@ class Preset(BaseModel):
     quant: Quant | None = None
     system: str | None = None
     assistant_model: str | None = None
+    constraint: dict[str, Any] | None = None  # one of json_schema, json_object, regex, grammar, choice
+    cache: str | None = None
+    cache_config: dict[str, Any] | None = None
+
+
+# Preset keys that are generation settings under a shorter name: `cache: quantized` is `cache_implementation`.
+GENERATION_ALIASES = {"cache": "cache_implementation", "cache_config": "cache_config"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,8 @@ class PresetFile:
     path: Path
     builtin: bool
     shadows_builtin: bool = False
+    model_own: bool = False
+    """The `model` preset: no file of its own; `path` names the model's file it leaves alone."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class ResolvedPreset:
     quant: Quant | None = None
     system: str | None = None
     assistant_model: str | None = None
+    constraint: Constraint | None = None
 
     @property
     def strategy(self) -> str:
@@ -81,18 +95,28 @@ def discover() -> dict[str, PresetFile]:
 def read(path: Path) -> Preset:
     """Parse and schema-check one preset file, generation values' types and ranges included.
 
-    Every error names the file.
+    Every error names the file. A `.json` file is a generation config: its settings are the preset's `generation`.
     """
-    preset = read_file(path, Preset, "yaml", "a mapping with a 'generation:' section")
+    if genconfig.is_file_spec(path.name):
+        description = f"The generation config {path}."
+        preset = Preset(name=path.name, description=description, generation=genconfig.read_settings(path))
+    else:
+        preset = read_file(path, Preset, "yaml", "a mapping with a 'generation:' section")
+    for key, setting in GENERATION_ALIASES.items():
+        value = getattr(preset, key)
+        if value is not None:
+            if setting in preset.generation:
+                raise UsageError(f"{path}: '{key}' and 'generation.{setting}' both set; keep one")
+            preset.generation[setting] = value
     check_values(preset.generation, str(path))
     return preset
 
 
 def find(name_or_path: str) -> PresetFile:
-    """A preset by name, or a path to a YAML file."""
-    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
+    """A preset by name, or a path to a YAML or generation-config (JSON) file."""
+    if name_or_path.endswith((".yaml", ".yml")) or genconfig.is_file_spec(name_or_path) or "/" in name_or_path:
         path = Path(name_or_path).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise UsageError(f"preset file not found: {name_or_path}")
         return PresetFile(path.stem, path, builtin=False)
     presets = discover()
@@ -123,6 +147,9 @@ def load(name_or_path: str) -> ResolvedPreset:
 
 def _chain(name_or_path: str) -> list[tuple[PresetFile, Preset]]:
     """The preset and the ones it extends, each read, child first; a cycle is refused."""
+    if name_or_path == genconfig.MODEL:
+        own = "The model's own generation_config.json alone, with no preset over it."
+        return [(PresetFile(genconfig.MODEL, Path(genconfig.FILE_NAME), builtin=True, model_own=True), Preset(description=own))]
     chain: list[tuple[PresetFile, Preset]] = []
     current: PresetFile | None = find(name_or_path)
     while current is not None:
@@ -138,8 +165,10 @@ def _chain(name_or_path: str) -> list[tuple[PresetFile, Preset]]:
 def _merge(chain: list[tuple[PresetFile, Preset]]) -> ResolvedPreset:
     """One preset from a chain, children overriding parents."""
     merged: dict[str, Any] = {"generation": {}}
-    for _, preset in reversed(chain):
+    for found, preset in reversed(chain):
         merged["generation"].update(preset.generation)
+        if preset.constraint is not None:
+            merged["constraint"] = _constraint(preset.constraint, found.path)
         for key in ("description", "quant", "system", "assistant_model"):
             value = getattr(preset, key)
             if value:
@@ -153,7 +182,16 @@ def _merge(chain: list[tuple[PresetFile, Preset]]) -> ResolvedPreset:
         quant=merged.get("quant"),
         system=merged.get("system"),
         assistant_model=merged.get("assistant_model"),
+        constraint=merged.get("constraint"),
     )
+
+
+def _constraint(data: dict[str, Any], path: Path) -> Constraint | None:
+    """A preset's `constraint:` mapping, checked like the command line's flags."""
+    unknown = sorted(set(data) - set(constraints.KINDS))
+    if unknown:
+        raise UsageError(f"{path}: constraint: unknown key {unknown[0]!r} (one of {', '.join(constraints.KINDS)})")
+    return constraints.from_mapping(data, f"{path}: constraint")
 
 
 def _parent(child: PresetFile, name: str) -> PresetFile:

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "system": ("[TEXT | -]", "show the system prompt, set it, or remove it with -"),
     "preset": ("[NAME]", "switch preset for the next replies; without a name, list them"),
     "set": ("KEY=VALUE ...", "change generation settings for the next replies; KEY= removes one"),
+    "schema": ("FILE|JSON | -", "replies are JSON valid under this JSON Schema; - removes it"),
     "show": ("", "model, preset and the effective generation settings"),
     "retry": ("", "generate the last reply again"),
     "undo": ("", "drop the last exchange"),
@@ -289,6 +290,12 @@ class Chat:
         plan = self.conversation.update_settings(_SET_PAIRS.split(arg))
         console.note(f"settings for the next replies: {self.conversation.overrides or 'the preset as it is'}")
         self._warn(plan)
+
+    def _schema(self, arg: str) -> None:
+        if not arg:
+            raise UsageError("/schema needs a JSON Schema file or inline JSON, or - to remove it")
+        plan = self.conversation.update_settings([f"json_schema={'' if arg == '-' else arg}"])
+        console.note(f"constraint for the next replies: {plan.constraint.kind if plan.constraint else 'none'}")
 
     def _show(self, arg: str) -> None:
         from llmgen.settings import effective

@@ -93,6 +93,8 @@ def as_json(session: Session, plan: Plan, answer: Answer) -> dict[str, Any]:
             "tokens_per_s": round(result.tokens_per_s, 2),
         },
     )
+    if result.constraint is not None:
+        obj["constraint"] = obj.pop("constraint")  # last, after the plan's fields and timings
     if result.tokens is not None:
         obj["tokens"] = [t.as_dict() for t in result.tokens]
     if answer.drafting is not None:

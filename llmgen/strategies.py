@@ -15,6 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from llmgen.caches import CACHES
+
+# Contrastive search widens and narrows its cache every step (static layers cannot, quantized ones lose their
+# quantized part); drafting crops it back after rejected tokens, which neither static nor quantized layers do.
+GROWING_CACHES = ("dynamic", "offloaded")
+
 
 @dataclass(frozen=True)
 class Strategy:
@@ -44,6 +50,8 @@ class Strategy:
     """Settings transformers' validation calls ignored in this mode, which llmgen's own loop does use."""
     refusal: str | None = None
     """Why llmgen will not run this strategy; set, a plan selecting it is refused (exit 2)."""
+    caches: tuple[str, ...] = CACHES
+    """The KV-cache choices (`--cache`) it runs with; a plan asking for another is refused (`llmgen.caches`)."""
 
 
 GREEDY = Strategy("greedy", "greedy_search", "greedy search", reuses_cache=True)
@@ -61,6 +69,7 @@ CONTRASTIVE = Strategy(
     own_settings=("penalty_alpha",),
     own_settings_note="only contrastive search uses it (with top_k > 1, no sampling, no beams)",
     loop_uses=("top_k", "penalty_alpha"),
+    caches=GROWING_CACHES,
 )
 DOLA = Strategy(
     "dola",
@@ -89,6 +98,7 @@ PROMPT_LOOKUP = Strategy(
     selected_by=("prompt_lookup_num_tokens",),
     own_settings=("prompt_lookup_num_tokens",),
     own_settings_note="prompt lookup runs only without beams",
+    caches=GROWING_CACHES,
 )
 ASSISTED = Strategy(
     "assisted",
@@ -98,6 +108,7 @@ ASSISTED = Strategy(
     selected_by=("assistant_early_exit", "use_mtp"),  # and a preset's assistant_model, which is no setting
     own_settings=("assistant_early_exit", "use_mtp"),
     own_settings_note="drafting runs only without beams",
+    caches=GROWING_CACHES,
 )
 CONSTRAINED_BEAM = Strategy(
     "constrained-beam",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import io
 import os
 import subprocess
 import sys
+import traceback
+import types
 from pathlib import Path
 
 import pytest
@@ -76,13 +79,58 @@ def run_cli(*args: str, input: str | bytes | None = None, env: dict[str, str] | 
     return proc
 
 
+def run_in_process(*args: str, input: str | bytes | None = None, env: dict[str, str] | None = None,
+                   timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the CLI's own entry point, `llmgen.cli.main`, in this process with its own argv, environment and
+    standard streams, and return what `run_cli` returns. The same code runs as in the installed command,
+    without paying Python's and torch's start-up (7 s) on every call; `timeout` is accepted and ignored.
+    What needs a real process (signals, terminals, start-up imports, two processes) uses `run_cli`."""
+    from llmgen import cli as cli_module
+
+    data = input.encode() if isinstance(input, str) else (input or b"")
+    # the standard streams of a `llmgen` started in this locale (C.UTF-8): UTF-8 with surrogateescape
+    streams = {name: io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape", newline="")
+               for name in ("stdout", "stderr")}
+    saved = {name: getattr(sys, name) for name in ("stdin", "stdout", "stderr", "argv")}
+    main_module = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")  # else click names the program `python -m pytest`
+    saved_env = dict(os.environ)
+    threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    os.environ.update(env or {})
+    sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape")
+    sys.stdout, sys.stderr = streams["stdout"], streams["stderr"]
+    sys.argv = ["llmgen", *args]
+    try:
+        cli_module.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception:  # noqa: BLE001 - what a real process would die of: a traceback and exit 1
+        traceback.print_exc()
+        code = 1
+    finally:
+        for name, value in saved.items():
+            setattr(sys, name, value)
+        sys.modules["__main__"] = main_module
+        os.environ.clear()
+        os.environ.update(saved_env)
+        if threads is not None:
+            sys.modules["torch"].set_num_threads(threads)
+    texts = {}
+    for name, stream in streams.items():
+        stream.flush()
+        texts[name] = stream.buffer.getvalue().decode("utf-8", "replace")
+    return subprocess.CompletedProcess(["llmgen", *args], code, texts["stdout"], texts["stderr"])
+
+
 @pytest.fixture
 def cli():
-    return run_cli
+    """The CLI run in this process (see `run_in_process`); `run_cli` starts the installed command instead."""
+    return run_in_process
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that run the installed command (the `cli` fixture) are end-to-end: `-m "not integration"` skips them."""
+    """Tests that drive the whole CLI (the `cli` fixture) are end-to-end: `-m "not integration"` skips them."""
     for item in items:
         if "cli" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)

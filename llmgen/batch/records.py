@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from llmgen.constraints import KINDS
+
 if TYPE_CHECKING:
     from llmgen.engine import Request
 
@@ -27,6 +29,7 @@ class Item:
     preset: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    constraint: dict[str, Any] = field(default_factory=dict)  # the record's "json_schema"/"regex"/... as given
     named: bool = True  # False when the id is only the line number of a line too broken to name one
 
     @property
@@ -92,7 +95,8 @@ def parse_line(data: bytes, line: int, seq: int, raw: bool = False) -> Item:
         system=obj.get("system"),
         raw=raw if obj.get("raw") is None else obj["raw"],
     )
-    return Item(seq, line, id, request, obj.get("preset"), dict(obj.get("params") or {}))
+    constraint = {k: obj[k] for k in KINDS if obj.get(k) is not None}
+    return Item(seq, line, id, request, obj.get("preset"), dict(obj.get("params") or {}), constraint=constraint)
 
 
 def _check_fields(obj: dict[str, Any]) -> str | None:

@@ -79,7 +79,7 @@ class Planner:
 
     def plan_for(self, item: Item) -> Plan:
         """The item's plan (layers: model, preset, record params, command line); UsageError if invalid."""
-        key = json.dumps([item.preset, item.params], sort_keys=True)
+        key = json.dumps([item.preset, item.params, item.constraint], sort_keys=True)
         if key not in self.plans:
             self.plans[key] = plan = _capture(lambda: self._plan(item))
             if not isinstance(plan, UsageError) and not self.opts.quiet:
@@ -99,7 +99,7 @@ class Planner:
         return self._preset(item.preset).system if item.preset else self.session.preset.system
 
     def _plan(self, item: Item) -> Plan:
-        from llmgen import settings
+        from llmgen import constraints, settings
 
         params = dict(item.params)
         seed = params.pop("seed", None)
@@ -107,11 +107,14 @@ class Planner:
             raise UsageError(f"params: seed must be an integer, got {seed!r}")
         params = settings.imply_sampling(params)
         settings.check(params, "params")
+        constraint = constraints.from_mapping(item.constraint, "record")
+        if constraint is not None:
+            params[constraints.KEY] = constraint
         preset = self._preset(item.preset) if item.preset else None
         plan = self.session.plan(params, seed=self.opts.seed if self.opts.seed is not None else seed,
                                  preset=preset)
         # Records whose params the command line overrides end up equal: one Plan, so one group.
-        same = json.dumps([plan.preset, plan.seed, plan.config.to_json_string()])
+        same = json.dumps([plan.preset, plan.seed, plan.config.to_json_string(), repr(plan.constraint)])
         self.equal.setdefault(same, plan)
         return _cached(self.equal, same)
 
@@ -248,6 +251,8 @@ class Runner:
         else:
             record.update(text=result.text, finish_reason=result.finish_reason)
         record.update(usage=result.usage, preset=job.plan.preset)
+        if result.constraint is not None:
+            record["constraint"] = result.constraint
         self.summary.records += 1
         self.summary.tokens += result.completion_tokens
         self.writer.put(job.item.seq, record)

@@ -129,4 +129,6 @@ def degeneration_ranking(
     cosine = cosine + (1 - context_mask.to(cosine.dtype)) * torch.finfo(cosine.dtype).min
     penalty = cosine.max(dim=-1).values
     score = (1.0 - alpha) * top_probs.view(-1) - alpha * penalty
+    # A candidate the logits processors ruled out (a constraint, a bad word) is never picked.
+    score = score.masked_fill(top_probs.view(-1) == 0, float("-inf"))
     return score.view(-1, top_k).argmax(dim=-1)

@@ -85,6 +85,7 @@ def test_info_describes_the_builtin_model(cli) -> None:
     assert info["source"] == "builtin" and info["architecture"] == "LlamaForCausalLM"
     assert info["chat_template"] is True and info["context_length"] == 8192 and info["quant"] == "none"
     assert 130e6 < info["parameters"] < 140e6
+    assert info["generation_config"]["eos_token_id"] == 2  # what the model's own generation_config sets
 
 
 def bad_preset(tmp_path: Path, text: str) -> str:
