@@ -106,7 +106,7 @@ def default_presets() -> list[str]:
 def choose(names: str | None, assistant: str | None) -> list[ResolvedPreset]:
     """The presets to compare, loaded and checked before any model loads; `--assistant` adds the greedy preset
     drafted by it."""
-    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else default_presets()
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names is not None else default_presets()
     if not wanted:
         raise UsageError("--presets is empty", hint="give preset names separated by commas")
     chosen = [presets.load(name) for name in wanted if name != ASSISTED.name]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError
 
 from llmgen.errors import UsageError
 
@@ -43,6 +43,7 @@ class Defaults(BaseModel):
     quant: Quant = "auto"
     device: str = "auto"
     dtype: DType = "auto"
+    threads: PositiveInt | None = None  # torch's own choice (the physical cores) when unset
 
 
 ENV_PREFIX = "LLMGEN_"
@@ -51,6 +52,9 @@ ENV_PREFIX = "LLMGEN_"
 # `bad_words_ids` and `sequence_bias` lists are a few thousand; past this, transformers' processors
 # take minutes and gigabytes before the first token.
 MAX_SETTING_VALUES = 100_000
+
+# The largest seed torch's generator takes: `--seed` is checked against it when flags are parsed.
+MAX_SEED = 2**32 - 1
 
 # How many new tokens a generation may have when neither the preset nor the command line says: the model's own
 # generation_config rarely does, and transformers' own default (max_length 20, prompt included) cuts most answers.

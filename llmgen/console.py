@@ -14,7 +14,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from llmgen.engine import Result
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # ":x:" in user text stays ":x:"
 
 
 def out(text: str) -> None:
@@ -95,4 +95,4 @@ def stdout_console(highlight: bool = False) -> Console:
 
     `highlight` colours numbers and strings in a terminal, for listings of settings (`info`, `presets`).
     """
-    return Console(highlight=highlight)
+    return Console(highlight=highlight, emoji=False)

@@ -129,14 +129,27 @@ def _hub_snapshot(repo_id: str) -> Path:
         ) from None
 
 
+def use_threads(threads: int | None) -> None:
+    """Size torch's CPU thread pool when the user asked (`--threads`, `LLMGEN_THREADS`); else torch's default."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def pick_device(device: str) -> str:
     import torch
 
     if device != "auto":
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no CUDA device is available")
-        if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        kind, _, index = device.partition(":")
+        if kind not in ("cpu", "mps", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
             raise UsageError(f"--device {device}: expected auto, cpu, mps or cuda[:N]")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no CUDA device is available")
+        if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 first)")
+        if kind == "mps" and not torch.backends.mps.is_available():
+            raise UsageError(f"--device {device}: no Apple GPU (mps) is available")
         return device
     if torch.cuda.is_available():
         return "cuda"

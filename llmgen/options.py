@@ -121,11 +121,19 @@ class ModelOptions:
         typer.Option("--trust-remote-code", help="Run code shipped with the model (off by default).",
                      rich_help_panel=MODEL_PANEL),
     ] = False
+    threads: Annotated[
+        Optional[int],
+        typer.Option(metavar="N", min=1, show_default=configured("threads"),
+                     help="CPU threads for torch (default: torch's choice, the physical cores).",
+                     rich_help_panel=MODEL_PANEL),
+    ] = None
 
     def load(self, defaults: config.Defaults, preset_quant: config.Quant | None = None) -> Engine:
         """The engine these flags ask for; what they leave out comes from the preset, then the defaults."""
         from llmgen.engine import Engine
+        from llmgen.models import use_threads
 
+        use_threads(self.threads or defaults.threads)
         return Engine.load(
             self.model or defaults.model,
             quant=self.quant or preset_quant or defaults.quant,
@@ -192,8 +200,8 @@ class Options(ModelOptions):
     ] = None
     seed: Annotated[
         Optional[int],
-        typer.Option(metavar="N", show_default="random", help="Make sampling reproducible.",
-                     rich_help_panel=GEN_PANEL),
+        typer.Option(metavar="N", show_default="random", help="Make sampling reproducible (0 to 2**32-1).",
+                     min=0, max=config.MAX_SEED, rich_help_panel=GEN_PANEL),
     ] = None
     stop: Annotated[
         Optional[list[str]],

@@ -73,7 +73,7 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
             label = f"batch on {len(pool.actors)} Ray workers"
             work = lambda stream_in, stream_out, advance: pool.process(
                 stream_in, stream_out, opts.raw, done, advance)
-        total = count_records(source) if source is not None else None
+        total = count_records(source) if source is not None and source.is_file() else None
         start = time.perf_counter()
         stream_in = stack.enter_context(source.open("rb")) if source is not None else sys.stdin.buffer
         if target is None:
@@ -94,11 +94,16 @@ def run_command(opts: Options, input: str, output: str, batch_size: str, resume:
 
 
 def _input_path(input: str) -> Path | None:
+    """The input file; a FIFO, `<(...)` or a device such as /dev/null is read as a stream, like stdin."""
     if input == STDIO:
         return None
     path = Path(input).expanduser()
-    if not path.is_file():
+    if path.is_dir():
+        raise UsageError(f"the input is a directory: {input}")
+    if not path.exists():
         raise UsageError(f"input file not found: {input}")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"cannot read the input file: {input}")
     return path
 
 
@@ -111,8 +116,13 @@ def _output_path(output: str, source: Path | None, resume: bool) -> Path | None:
     path = Path(output).expanduser()
     if source is not None and path.exists() and os.path.samefile(path, source):
         raise UsageError("the output file is the input file")
+    if path.is_dir():
+        raise UsageError(f"the output is a directory: {output}", hint="give a file, e.g. -o OUT.jsonl")
     if not path.parent.is_dir():
         raise UsageError(f"no such directory for the output: {path.parent}")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise UsageError(f"cannot write the output {'file' if path.exists() else 'directory'}: "
+                         f"{output if path.exists() else path.parent}")
     return path
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +79,19 @@ def test_stdin_to_stdout_equals_llmgen_run_for_each_prompt(cli, reference) -> No
     for id, question in (("q0", QUESTIONS[0]), ("q9", QUESTIONS[9])):  # and the installed `llmgen run` agrees
         alone = json.loads(cli("run", question, "-n", "8", "--json").stdout)
         assert (by_id[id]["text"], by_id[id]["usage"]) == (alone["text"], alone["usage"])
+
+
+def test_a_fifo_is_read_as_a_stream_and_dev_null_is_an_empty_batch(cli, tmp_path: Path, reference) -> None:
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(INPUT,))  # like `llmgen batch <(cat in.jsonl)`
+    writer.start()
+    proc = cli("batch", str(fifo), *FLAGS)
+    writer.join()
+    assert proc.returncode == 3 and proc.stdout.encode() == reference, proc.stderr
+    empty = cli("batch", os.devnull, *FLAGS)
+    assert (empty.returncode, empty.stdout) == (0, ""), empty.stderr
+    assert "batch: 0 records" in empty.stderr
 
 
 def test_an_existing_output_is_not_overwritten_without_resume(cli, tmp_path: Path) -> None:

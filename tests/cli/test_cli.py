@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,6 +115,18 @@ def bad_preset(tmp_path: Path, text: str) -> str:
         (["run", "word " * 9000], None, "longer than the model's context"),
         (["run", "hi", "--bogus"], None, "No such option"),
         (["run", "hi", "--quant", "3bit"], None, "3bit"),
+        (["run", "hi", "--seed", "-1"], None, "'--seed'"),
+        (["run", "hi", "--seed", str(2**32)], None, "'--seed'"),
+        (["run", "hi", "--threads", "0"], None, "'--threads'"),
+        (["run", "hi", "--device", "cuda"], None, "no CUDA device is available"),
+        (["run", "hi", "--device", "mps"], None, "no Apple GPU"),
+        (["run", "hi", "--device", "cuda:x"], None, "--device cuda:x: expected auto, cpu, mps or cuda[:N]"),
+        (["compare", "hi", "--presets", ""], None, "--presets is empty"),
+        (["compare", "hi", "--presets", ","], None, "--presets is empty"),
+        (["batch", "{tmp}"], None, "the input is a directory"),
+        (["batch", "{file}", "-o", "{tmp}"], None, "the output is a directory"),
+        (["batch", "{file}", "-o", "{file}/out.jsonl"], None, "no such directory for the output"),
+        (["batch", "{file}", "-o", "{file}"], None, "the output file is the input file"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, tmp_path: Path, args: list[str], stdin, message: str) -> None:
@@ -121,12 +135,26 @@ def test_bad_input_is_one_line_and_exit_2(cli, tmp_path: Path, args: list[str], 
         "{unknown_key}": "generation:\n  temprature: 0.5\n",
         "{bad_value}": "generation:\n  do_sample: true\n  temperature: -1\n",
     }
+    record = tmp_path / "in.jsonl"
+    record.write_text('{"prompt": "hi"}\n')
     args = [bad_preset(tmp_path, files[a]) if a in files else str(tmp_path) if a == "{tmp}" else a for a in args]
+    args = [a.replace("{file}", str(record)) for a in args]
     proc = cli(*args, input=stdin)
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert proc.stderr.startswith("error: ") and message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 2
+
+
+def test_threads_from_the_flag_or_the_environment_and_openmp_threads_sleep_when_idle(cli) -> None:
+    assert cli("run", "hi", "-n", "1", "--threads", "1").stdout
+    assert cli("run", "hi", "-n", "1", env={"LLMGEN_THREADS": "1"}).stdout
+    bad = cli("run", "hi", "-n", "1", env={"LLMGEN_THREADS": "two"})
+    assert bad.returncode == 2 and bad.stderr.startswith("error: $LLMGEN_THREADS: threads:")
+    policy = subprocess.run([sys.executable, "-c", "import os, llmgen; print(os.environ['OMP_WAIT_POLICY'])"],
+                            capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                 if k != "OMP_WAIT_POLICY"}, check=True)
+    assert policy.stdout == "PASSIVE\n"  # two llmgen processes on the same cores (bench/bench_threads.py)
 
 
 def test_extends_cycle_exits_2(cli, user_dirs: Path) -> None:
@@ -139,7 +167,6 @@ def test_extends_cycle_exits_2(cli, user_dirs: Path) -> None:
 
 
 def test_ctrl_c_keeps_what_was_streamed_and_exits_130() -> None:
-    import os
     import signal
 
     from tests.conftest import LLMGEN
