@@ -14,7 +14,6 @@ import pytest
 
 from llmgen import presets
 from llmgen.engine import Request
-
 from tests.batch.batch_helpers import jsonl, records, run_bytes
 
 QUESTIONS = [
