@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from llmgen import console
-from llmgen.errors import LlmgenError, UsageError
+from llmgen.errors import VERBOSE_HINT, LlmgenError, UsageError, explain
 from llmgen.genconfig import FILE_NAME
 from llmgen.options import (
     GEN_PANEL,
@@ -429,11 +429,12 @@ def main() -> None:
             console.err.print_exception()
         console.error(str(exc), hint=exc.hint)
         code = exc.exit_code
-    except Exception as exc:  # the boundary: anything unexpected is still one line unless -v
+    except Exception as exc:  # the boundary: a library's failure in the user's words, one line unless -v
         if verbose:
             console.err.print_exception()
-        console.error(f"{type(exc).__name__}: {exc}", hint=None if verbose else "run with -v for the traceback")
-        code = 1
+        error = explain(exc)
+        console.error(str(error), hint=None if verbose and error.hint == VERBOSE_HINT else error.hint)
+        code = error.exit_code
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -28,9 +28,9 @@ def stdout_is_terminal() -> bool:
 
 
 def error(message: str, hint: str | None = None) -> None:
-    err.print(f"[bold red]error:[/] {_escape(message)}")
+    err.print(f"[bold red]error:[/] {_escape(_one_line(message))}")
     if hint:
-        err.print(f"[dim]hint: {_escape(hint)}[/]")
+        err.print(f"[dim]hint: {_escape(_one_line(hint))}[/]")
 
 
 def warning(message: str) -> None:
@@ -88,6 +88,11 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def _one_line(text: str) -> str:
+    """Control characters (a user's input quoted in an error) shown as escapes, so an error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def stdout_console(highlight: bool = False) -> Console:

@@ -117,6 +117,11 @@ def _take_constraint(
         if constraints.KEY in layer or kinds:
             layer = dict(layer)
             constraint = layer.pop(constraints.KEY, constraint)
+            if isinstance(constraint, dict):  # as a preset writes it, given by `--set constraint={regex: ...}`
+                constraint = constraints.from_mapping(constraint, "constraint")
+            elif constraint is not None and not isinstance(constraint, constraints.Constraint):
+                raise UsageError(f"constraint: expected a mapping of one of {', '.join(constraints.KINDS)}, "
+                                 f"got {constraint!r:.40}")
             written = {k: layer.pop(k) for k in kinds}
             if kinds:
                 constraint = constraints.from_mapping(written, "settings")

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from llmgen import config, console, presets
 from llmgen.chat import Conversation, Flags, Turn, read_transcript
-from llmgen.errors import UsageError
+from llmgen.errors import VERBOSE_HINT, UsageError, explain
 
 if TYPE_CHECKING:
     from llmgen.engine import Plan
@@ -209,9 +209,8 @@ class Chat:
         except Exception as exc:  # a bug or a library's refusal: still one line, the session goes on
             if self.verbose:
                 console.err.print_exception()
-            first = next(iter(str(exc).splitlines()), "")
-            console.error(f"{type(exc).__name__}: {first}" if first else type(exc).__name__,
-                          hint=None if self.verbose else "run with -v for the traceback")
+            error = explain(exc)
+            console.error(str(error), hint=None if self.verbose and error.hint == VERBOSE_HINT else error.hint)
             return True
 
     def _answer(self, generate: Callable[..., Turn]) -> None:

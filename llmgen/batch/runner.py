@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from llmgen import console
 from llmgen.batch.records import Item, read
 from llmgen.batch.resume import Done, OrderedWriter
-from llmgen.errors import UsageError
+from llmgen.errors import UsageError, explain
 
 if TYPE_CHECKING:
     from llmgen.engine import Engine, Plan, Request
@@ -224,7 +224,8 @@ class Runner:
             raise
         except Exception as exc:  # noqa: BLE001 - one batch's failure becomes its records' errors
             if not out_of_memory(exc):
-                message = str(exc) if isinstance(exc, UsageError) else f"generation failed: {type(exc).__name__}: {exc}"
+                error = explain(exc)
+                message = str(error) if isinstance(error, UsageError) else f"generation failed: {error}"
                 for job in jobs:
                     self._fail(job.item, message)
                 return
@@ -294,7 +295,7 @@ def _encode(engine: Engine, request: Request) -> list[int]:
     except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - templates raise anything on odd messages (roles, order)
-        raise UsageError(f"cannot apply the chat template or tokenizer: {type(exc).__name__}: {exc}") from None
+        raise UsageError(f"cannot apply the chat template or tokenizer: {explain(exc)}") from None
 
 
 def auto_batch_size(engine: Engine, plan: Plan, prompt_tokens: int) -> int:

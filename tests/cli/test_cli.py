@@ -116,6 +116,8 @@ def bad_preset(tmp_path: Path, text: str) -> str:
         (["run", "hi", "--bogus"], None, "No such option"),
         (["run", "hi", "--quant", "3bit"], None, "3bit"),
         (["run", "hi", "--seed", "-1"], None, "'--seed'"),
+        (["run", "hi", "--set", "constraint=5"], None, "constraint: expected a mapping"),  # found by the fuzzer
+        (["chat", "-p", "a\x1cb"], None, "unknown preset 'a\\x1cb'"),  # a control character stays one line
         (["run", "hi", "--seed", str(2**32)], None, "'--seed'"),
         (["run", "hi", "--threads", "0"], None, "'--threads'"),
         (["run", "hi", "--device", "cuda"], None, "no CUDA device is available"),
