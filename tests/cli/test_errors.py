@@ -34,7 +34,8 @@ def test_os_errors_name_the_path_and_only_the_users_own_mistakes_exit_2(tmp_path
     folder = explain(raised(lambda: tmp_path.read_text()))
     assert isinstance(folder, UsageError) and "Is a directory" in str(folder)
     full = explain(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.jsonl")))
-    assert type(full) is LlmgenError and full.exit_code == 1 and str(full).endswith("out.jsonl: No space left on device")
+    assert type(full) is LlmgenError and full.exit_code == 1
+    assert str(full).endswith("out.jsonl: No space left on device")
 
 
 def test_a_corrupt_safetensors_file_is_a_usage_error(tmp_path: Path) -> None:
