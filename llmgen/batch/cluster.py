@@ -26,7 +26,7 @@ from llmgen import console
 from llmgen.batch.records import Item, read
 from llmgen.batch.resume import Done, OrderedWriter
 from llmgen.batch.runner import AUTO_CAP, AUTO_CAP_OTHER, Planner, Runner, Summary, windows
-from llmgen.errors import LlmgenError, UsageError
+from llmgen.errors import LlmgenError, UsageError, explain
 
 if TYPE_CHECKING:
     from llmgen.options import Options
@@ -91,11 +91,9 @@ class Worker:
             from llmgen.options import Session
 
             session = Session.open(opts, lambda d: d.preset)
-        except LlmgenError as exc:
-            self.problem = (exc.exit_code, str(exc), exc.hint)
-            return
         except Exception as exc:  # noqa: BLE001 - reported by the driver as this worker's load failure
-            self.problem = (1, f"{type(exc).__name__}: {exc}", None)
+            error = explain(exc)
+            self.problem = (error.exit_code, str(error), error.hint)
             return
         self.device = str(session.engine.model.device).split(":")[0]
         self.runner = Runner(session.engine, Planner(session, opts), self, batch_size, self._tokens, quiet=True)

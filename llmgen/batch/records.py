@@ -73,8 +73,10 @@ def parse_line(data: bytes, line: int, seq: int, raw: bool = False) -> Item:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         return bad(f"invalid JSON: {exc.msg} (column {exc.colno})")
-    except (ValueError, RecursionError) as exc:
-        return bad(f"invalid JSON: {type(exc).__name__}")
+    except RecursionError:
+        return bad("invalid JSON: nested too deeply")
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        return bad(f"invalid JSON: {str(exc).splitlines()[0] if str(exc) else 'a value Python cannot read'}")
     if not isinstance(obj, dict):
         return bad(f"a record is a JSON object, not {_json_type(obj)}")
     try:

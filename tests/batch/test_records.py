@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmgen.batch.records import read
+from llmgen.batch.records import parse_line, read
 
 from tests.batch.batch_helpers import jsonl, line
 
@@ -79,3 +79,10 @@ def test_property_every_non_blank_line_yields_exactly_one_item(lines: list[bytes
     for item in got:
         assert (item.error is None) == (item.request is not None)
         json.dumps({"id": item.id, "line": item.line, "error": item.error})
+
+
+def test_json_python_cannot_read_is_an_error_record_in_words_not_class_names() -> None:
+    deep = parse_line(b"[" * 100_000, 3, 0)
+    huge = parse_line(b'{"prompt": "hi", "id": 1' + b"0" * 5000 + b"}", 4, 1)
+    assert deep.error == "invalid JSON: nested too deeply"
+    assert huge.error.startswith("invalid JSON: Exceeds the limit (4300 digits)") and "ValueError" not in huge.error
