@@ -42,7 +42,8 @@ Outcome = list[tuple[int, dict[str, Any], int]]  # (seq, output record, completi
 
 @dataclass
 class ClusterOptions:
-    """Where and how wide `--engine ray` runs: `--ray-address`, `--workers`, `--cpus-per-worker`, `--gpus-per-worker`."""
+    """Where and how wide `--engine ray` runs: `--ray-address`, `--workers`, `--cpus-per-worker`,
+    `--gpus-per-worker`."""
 
     address: str | None = None
     workers: int | None = None

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmgen.batch.records import parse_line, read
-
 from tests.batch.batch_helpers import jsonl, line
 
 
